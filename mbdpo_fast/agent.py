@@ -1,0 +1,219 @@
+"""The MBDPO agent: acting with the diffusion planner and the update of ALGORITHM.md section 5.
+
+Batch layout (time-major, as sampled from replay): obs [H+1, B, obs_dim], action [H, B, A],
+reward [H, B, 1], terminated [H, B, 1], task [B] (multi-task) or None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from . import functional as fn
+from .config import discount_for, resolve_device
+from .planner import DiffusionPlanner, imagined_value, weight_elites
+from .world_model import WorldModel
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    task: torch.Tensor | None = None
+
+
+class MBDPO:
+    def __init__(self, cfg: DictConfig, action_dims: list[int] | None = None,
+                 episode_lengths: list[int] | None = None):
+        """cfg: finalized config. action_dims / episode_lengths: per task (multi-task)."""
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.model = WorldModel(cfg, action_dims).to(self.device)
+        lengths = episode_lengths if episode_lengths is not None else [cfg.episode_length]
+        discounts = [discount_for(L, cfg.discount_denom, cfg.discount_min, cfg.discount_max) for L in lengths]
+        self.discounts = torch.tensor(discounts, device=self.device)
+        self.optim = torch.optim.Adam([
+            {"params": self.model.encoder_parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
+            {"params": self.model.model_parameters(), "lr": cfg.lr},
+        ], lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5)
+        self.planner = DiffusionPlanner(cfg, self.model, discounts)
+        sch = self.planner.schedule
+        self._abar = torch.tensor(sch.abar, device=self.device)
+        self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float32)
+        # Plain copies of config values read every update.
+        self.H, self.rho, self.num_q = int(cfg.horizon), float(cfg.rho), int(cfg.num_q)
+        self.num_bins, self.vmin, self.vmax = int(cfg.num_bins), float(cfg.vmin), float(cfg.vmax)
+        self.model.eval()
+
+    # ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, plan: torch.Tensor, first: torch.Tensor | None = None,
+            task: torch.Tensor | None = None, eval_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [E, obs_dim] -> (action [E, A], plan [E, H, A]); `plan` is the previous plan."""
+        z = self.model.encode(obs, task)
+        return self.planner.plan(z, plan, task=task, first=first, eval_mode=eval_mode)
+
+    # ----------------------------------------------------------------------------------------
+    def _gamma(self, task: torch.Tensor | None) -> torch.Tensor:
+        return self.discounts[0] if task is None else self.discounts[task].unsqueeze(-1)
+
+    @torch.no_grad()
+    def td_target(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
+                  task: torch.Tensor | None) -> torch.Tensor:
+        """y_t = r_t + gamma (1 - term_t) min_{q in first two} decode(Q_target(z', a ~ pi(z')))."""
+        a, _ = self.model.pi(next_z, task)
+        q = self.model.Q(next_z, a, task, mode="min", target=True)
+        return reward + self._gamma(task) * (1 - terminated) * q
+
+    def energy_loss(self, z: torch.Tensor, a_pos: torch.Tensor, task: torch.Tensor | None):
+        """Contrastive loss of F on detached latents z [H, B, L] and replay actions [H, B, A].
+
+        One hard negative per positive: the candidate with the highest current F logit among
+        {a ~ pi(z), a_pos + 0.5 N(0, 1) clipped, uniform}. Returns (loss, all logits [2HB])."""
+        m = self.model
+        f_pos = m.energy(z, a_pos, task)
+        with torch.no_grad():
+            a_pi, _ = m.pi(z, task)
+            a_noisy = (a_pos + self.cfg.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
+            a_unif = torch.rand_like(a_pos) * 2 - 1
+            mask = m.action_mask(task)
+            if mask is not None:
+                a_noisy, a_unif = a_noisy * mask, a_unif * mask
+            cands = torch.stack([a_pi, a_noisy, a_unif])  # [3, H, B, A]
+            f_cands = m.energy(z.unsqueeze(0).expand(3, *z.shape), cands, task)  # [3, H, B, 1]
+            pick = f_cands.argmax(0, keepdim=True).expand(1, *a_pos.shape)
+            a_neg = torch.gather(cands, 0, pick).squeeze(0)
+        f_neg = m.energy(z, a_neg, task)
+        loss = 0.5 * (F.binary_cross_entropy_with_logits(f_pos, torch.ones_like(f_pos))
+                      + F.binary_cross_entropy_with_logits(f_neg, torch.zeros_like(f_neg)))
+        return loss, torch.cat([f_pos, f_neg]).detach().flatten()
+
+    @torch.no_grad()
+    def update_energy_stats(self, logits: torch.Tensor) -> None:
+        mom = self.cfg.energy_momentum
+        self.model.energy_mu.lerp_(logits.mean(), 1 - mom)
+        self.model.energy_sigma.lerp_(logits.std().clamp_min(1e-6), 1 - mom)
+
+    def score_loss(self, z0: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Optional score-network loss: for `score_states` sampled states, draw tau and
+        x_tau ~ N(0, I), 64 candidates as in planner step 1, weights as in steps 3-5 without
+        elites, target s as in step 6; MSE(s_theta(z0, x_tau, tau), s)."""
+        cfg, m = self.cfg, self.model
+        S, C, H, A = cfg.score_states, cfg.score_candidates, self.H, cfg.action_dim
+        idx = torch.randint(z0.shape[0], (S,), device=z0.device)
+        z, t = z0[idx], (task[idx] if task is not None else None)
+        tau = torch.randint(1, cfg.diffusion_steps, (S,), device=z0.device)
+        abar = self._abar[tau].view(S, 1, 1)
+        x = torch.randn(S, H, A, device=z0.device)
+        mask = m.action_mask(t)
+        if mask is not None:
+            x = x * mask.view(S, 1, A)
+        with torch.no_grad():
+            eps = torch.randn(S, C, H, A, device=z0.device)
+            cand = (x.unsqueeze(1) / abar.sqrt().unsqueeze(1)
+                    + ((1 - abar) / abar).sqrt().unsqueeze(1) * eps).clamp(-1, 1)
+            if mask is not None:
+                cand = cand * mask.view(S, 1, 1, A)
+            z_rep = z.repeat_interleave(C, dim=0)
+            t_rep = t.repeat_interleave(C) if t is not None else None
+            gamma = (self.discounts[t_rep] if t_rep is not None else self.discounts[:1].expand(S * C)).unsqueeze(-1)
+            values = imagined_value(m, z_rep, cand.reshape(S * C, H, A).transpose(0, 1), t_rep, gamma,
+                                    cfg.energy_coef, cfg.episodic)
+            values = torch.nan_to_num(values.view(S, C), nan=0.0)
+            target_a, _, _ = weight_elites(values, cand, C, cfg.temperature)
+            target = (-x + abar.sqrt() * target_a) / (1 - abar)
+        pred = m.score(z, x.reshape(S, -1), tau.float(), t)
+        return F.mse_loss(pred, target.reshape(S, -1))
+
+    def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Policy prior on detached latents zs [H+1, B, L] with its own optimiser:
+        loss = -mean_t rho^t [entropy_coef * scaled_entropy + Qavg / S], S the running scale."""
+        m = self.model
+        a, info = m.pi(zs, task)
+        q = m.Q(zs, a, task, mode="avg", detach=True)  # [H+1, B, 1]
+        with torch.no_grad():
+            p5, p95 = torch.quantile(q[0].flatten().float(), torch.tensor([0.05, 0.95], device=q.device))
+            m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.cfg.tau)
+        obj = (self.cfg.entropy_coef * info["scaled_entropy"] + q / m.q_scale).mean(dim=(1, 2))
+        loss = -(obj * self._rho[: zs.shape[0]]).mean()
+        self.pi_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        return {"pi_loss": loss.detach(), "pi_grad_norm": grad_norm.detach(),
+                "pi_entropy": info["scaled_entropy"].mean().detach(), "q_scale": m.q_scale.clone()}
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update (section 5). Returns detached scalar tensors (no host sync)."""
+        cfg, m, H, rho = self.cfg, self.model, self.H, self.rho
+        obs, action, reward, term, task = batch.obs, batch.action, batch.reward, batch.terminated, batch.task
+        with torch.no_grad():
+            next_z = m.encode(obs[1:], task)
+            td = self.td_target(next_z, reward, term, task)
+        m.train()
+        z = m.encode(obs[0], task)
+        zs = [z]
+        consistency = 0.0
+        for t in range(H):
+            z = m.next(z, action[t], task)
+            consistency = consistency + rho ** t * F.mse_loss(z, next_z[t])
+            zs.append(z)
+        zs = torch.stack(zs)  # [H+1, B, L]
+        _zs = zs[:-1]
+        r_logits = m.reward(_zs, action, task)  # [H, B, bins]
+        q_logits = m.Q(_zs, action, task, mode="all")  # [num_q, H, B, bins]
+        w = self._rho[:H].view(H, 1, 1)
+        reward_loss = (fn.soft_ce(r_logits, reward, self.num_bins, self.vmin, self.vmax) * w).mean(dim=(1, 2)).sum()
+        value_ce = fn.soft_ce(q_logits, td.unsqueeze(0).expand(self.num_q, *td.shape), self.num_bins, self.vmin, self.vmax)
+        value_loss = (value_ce * w).mean(dim=(2, 3)).sum()
+        consistency, reward_loss, value_loss = consistency / H, reward_loss / H, value_loss / (H * self.num_q)
+        energy_loss, energy_logits = self.energy_loss(_zs.detach(), action, task)
+        total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
+                 + cfg.value_coef * value_loss + cfg.energy_loss_coef * energy_loss)
+        out = {}
+        if cfg.episodic:
+            term_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:], task), term)
+            total = total + cfg.termination_coef * term_loss
+            out["termination_loss"] = term_loss.detach()
+        if cfg.score_net:
+            s_loss = self.score_loss(zs[0].detach(), task)
+            total = total + cfg.score_coef * s_loss
+            out["score_loss"] = s_loss.detach()
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), cfg.grad_clip_norm)
+        self.optim.step()
+        out.update(self.update_pi(zs.detach(), task))
+        m.soft_update_target(cfg.tau)
+        self.update_energy_stats(energy_logits)
+        m.eval()
+        out.update({
+            "consistency_loss": consistency.detach(), "reward_loss": reward_loss.detach(),
+            "value_loss": value_loss.detach(), "energy_loss": energy_loss.detach(),
+            "total_loss": total.detach(), "grad_norm": grad_norm.detach(),
+            "energy_mu": m.energy_mu.clone(), "energy_sigma": m.energy_sigma.clone(),
+        })
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
+                "pi_optim": self.pi_optim.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA). numpy/python RNGs are not used by the algorithm."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+

@@ -1,0 +1,83 @@
+"""Checkpoints: atomic writes, validated loads, one clear error for corrupt or mismatched files.
+
+A checkpoint is one torch file holding only tensors and plain containers (loaded with
+weights_only=True): {"format", "config", "agent", "trainer", "replay_file"}. The replay buffer
+goes to its own file, written first and named in the checkpoint, so a crash between the two
+writes leaves the previous checkpoint and its replay file intact.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+FORMAT = "mbdpo_fast.checkpoint.v1"
+# Fields that fix parameter shapes: a checkpoint only loads into a config that agrees on these.
+SHAPE_KEYS = ("obs_dim", "action_dim", "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q",
+              "num_bins", "task_dim", "multitask", "episodic", "score_net", "horizon", "simnorm_dim",
+              "time_embed_dim")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, of another format, or does not fit the config."""
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/garbage files
+        raise CheckpointError(f"{what} {path} is corrupt or not a torch file "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate the structure of a checkpoint (not yet its fit to a config)."""
+    payload = safe_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path} is not an mbdpo_fast checkpoint (format {found!r}, expected {FORMAT!r})")
+    for key in ("config", "agent", "trainer"):
+        if key not in payload:
+            raise CheckpointError(f"checkpoint {path} lacks its {key!r} section (corrupt or truncated)")
+    return payload
+
+
+def check_compatible(saved_cfg: dict, cfg: DictConfig, path: str | os.PathLike = "checkpoint") -> None:
+    """Raise CheckpointError naming every shape field on which the checkpoint and cfg disagree."""
+    bad = [f"{k}: checkpoint {saved_cfg.get(k)!r} vs config {cfg.get(k)!r}"
+           for k in SHAPE_KEYS if saved_cfg.get(k) != cfg.get(k)]
+    if saved_cfg.get("tasks", []) != list(cfg.get("tasks", [])):
+        bad.append(f"tasks: checkpoint {saved_cfg.get('tasks')} vs config {list(cfg.get('tasks', []))}")
+    if bad:
+        raise CheckpointError(f"{path} does not fit this config (task {saved_cfg.get('task')!r}, "
+                              f"model_size {saved_cfg.get('model_size')}):\n  " + "\n  ".join(bad))
+
+
+def config_to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)

@@ -1,0 +1,214 @@
+"""Configuration: the Hydra schema, model-size presets and the derived fields.
+
+The schema (`Config`) is registered with Hydra's ConfigStore so that overrides are type-checked
+(`steps=abc` fails) and unknown keys are refused (`stpes=1` fails). `finalize` computes every
+derived field once (model dims from the preset, discount, seed steps, device) and validates the
+result; the trainers only read the finalized config.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+
+# Parameter-count presets (millions) of TD-MPC2, kept by MBDPO (ALGORITHM.md section 1).
+MODEL_SIZE: dict[int, dict[str, int]] = {
+    1: dict(enc_dim=256, mlp_dim=384, latent_dim=128, num_enc_layers=2, num_q=2),
+    5: dict(enc_dim=256, mlp_dim=512, latent_dim=512, num_enc_layers=2, num_q=5),
+    19: dict(enc_dim=1024, mlp_dim=1024, latent_dim=768, num_enc_layers=3, num_q=5),
+    48: dict(enc_dim=1792, mlp_dim=1792, latent_dim=768, num_enc_layers=4, num_q=5),
+    317: dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the fix."""
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "disabled"  # disabled | offline | online
+    project: str = "mbdpo_fast"
+    entity: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class Config:
+    # --- task and run -------------------------------------------------------------------------
+    task: str = "cheetah-run"
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    exp_name: str = "default"
+    work_dir: str = MISSING  # set by the entry point (Hydra's run dir)
+    resume: bool = False
+    profile: str = "paper"  # name of the profile group that was applied (informational)
+
+    # --- environment (TD-MPC2 DMControl conventions) -------------------------------------------
+    action_repeat: int = 2
+    episode_length: int = 500  # agent steps per episode
+    episodic: bool = False  # only episodic tasks train/use the termination head
+
+    # --- training schedule ---------------------------------------------------------------------
+    steps: int = 1_000_000  # agent steps
+    seed_steps: int = -1  # -1: max(1000, 5 * episode_length)
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    eval_freq: int = 50_000
+    eval_episodes: int = 10
+    checkpoint_freq: int = 50_000  # a checkpoint at the first episode end after each multiple
+    save_replay: bool = True  # include the replay buffer in checkpoints (exact resume)
+    time_limit: float = 0.0  # seconds of wall clock after which training stops cleanly; 0: none
+
+    # --- world model -------------------------------------------------------------------------
+    model_size: int = 5
+    enc_dim: int = -1  # -1: from the preset
+    mlp_dim: int = -1
+    latent_dim: int = -1
+    num_enc_layers: int = -1
+    num_q: int = -1
+    num_bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    simnorm_dim: int = 8
+    task_dim: int = 96  # multi-task only
+    dropout: float = 0.01
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    score_net: bool = False  # optional score network s_theta(z0, x_tau, tau)
+    time_embed_dim: int = 64
+
+    # --- update (ALGORITHM.md section 5) -------------------------------------------------------
+    horizon: int = 3
+    rho: float = 0.5
+    lr: float = 3e-4
+    enc_lr_scale: float = 0.3
+    grad_clip_norm: float = 20.0
+    tau: float = 0.01
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    value_coef: float = 0.1
+    energy_loss_coef: float = 1.0
+    termination_coef: float = 1.0
+    score_coef: float = 1.0
+    entropy_coef: float = 1e-4
+    energy_neg_noise: float = 0.5
+    score_candidates: int = 64
+    score_states: int = 1  # states per update used by the score loss (the paper: one)
+
+    # --- discount (ALGORITHM.md section 2) -----------------------------------------------------
+    discount_denom: float = 5.0
+    discount_min: float = 0.95
+    discount_max: float = 0.995
+
+    # --- diffusion planner (ALGORITHM.md section 4) ---------------------------------------------
+    num_samples: int = 512
+    diffusion_steps: int = 20
+    beta_start: float = 1e-4
+    beta_end: float = 1e-2
+    num_elites: int = 64
+    num_pi_trajs: int = 24
+    temperature: float = 0.5
+    action_noise: float = 0.05
+    energy_coef: float = 0.01  # eta: weight of the normalised energy bonus in imagined returns
+    energy_clip: float = 5.0
+    energy_momentum: float = 0.99
+    score_only_inference: bool = False  # act with s_theta only (needs score_net)
+
+    # --- logging ------------------------------------------------------------------------------
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    progress_bar: bool = True
+
+    # --- derived (filled by `finalize`; do not set) --------------------------------------------
+    obs_dim: int = -1
+    action_dim: int = -1
+    discount: float = -1.0
+    multitask: bool = False
+    tasks: list[str] = field(default_factory=list)
+
+
+def register_schema() -> None:
+    """Register the schema with Hydra (called by the entry points before composing)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="mbdpo_schema", node=Config)
+
+
+def default_config(**overrides: Any) -> DictConfig:
+    """The schema's defaults (the paper's settings) as a struct DictConfig, with overrides."""
+    cfg = OmegaConf.structured(Config)
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95, hi: float = 0.995) -> float:
+    """gamma = clip((L/denom - 1) / (L/denom), lo, hi); 500 agent steps -> 0.99 (section 2)."""
+    frac = episode_length / denom
+    return float(min(max((frac - 1) / frac, lo), hi))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} asked for CUDA but torch sees no GPU; use device=cpu or auto")
+    return dev
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def finalize(cfg: DictConfig, obs_dim: int, action_dim: int) -> DictConfig:
+    """Fill the derived fields in place (and return cfg); raise ConfigError on invalid values.
+
+    obs_dim / action_dim come from the environment (padded maxima in multi-task mode).
+    """
+    _require(cfg.model_size in MODEL_SIZE,
+             f"model_size={cfg.model_size} is not a preset; choose one of {sorted(MODEL_SIZE)}")
+    with open_dict(cfg):
+        for key, value in MODEL_SIZE[cfg.model_size].items():
+            if cfg[key] == -1:
+                cfg[key] = value
+        cfg.obs_dim = int(obs_dim)
+        cfg.action_dim = int(action_dim)
+        if cfg.seed_steps < 0:
+            cfg.seed_steps = max(1000, 5 * cfg.episode_length)
+        cfg.discount = discount_for(cfg.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
+        cfg.multitask = len(cfg.tasks) > 1
+    _require(cfg.latent_dim % cfg.simnorm_dim == 0,
+             f"latent_dim={cfg.latent_dim} must be a multiple of simnorm_dim={cfg.simnorm_dim}")
+    _require(cfg.num_q >= 2, f"num_q={cfg.num_q}: the value estimate needs at least 2 Q heads")
+    _require(cfg.horizon >= 1, f"horizon={cfg.horizon} must be >= 1")
+    _require(cfg.diffusion_steps >= 2, f"diffusion_steps={cfg.diffusion_steps} must be >= 2")
+    _require(0 < cfg.beta_start <= cfg.beta_end < 1, "need 0 < beta_start <= beta_end < 1")
+    _require(1 <= cfg.num_elites <= cfg.num_samples,
+             f"num_elites={cfg.num_elites} must be in [1, num_samples={cfg.num_samples}]")
+    _require(0 <= cfg.num_pi_trajs <= cfg.num_samples,
+             f"num_pi_trajs={cfg.num_pi_trajs} must be in [0, num_samples={cfg.num_samples}]")
+    _require(cfg.temperature > 0, "temperature must be > 0")
+    _require(cfg.batch_size >= 1 and cfg.buffer_size >= cfg.horizon + 1, "batch_size/buffer_size too small")
+    _require(cfg.steps >= 1 and cfg.eval_freq >= 1 and cfg.checkpoint_freq >= 1,
+             "steps, eval_freq and checkpoint_freq must be >= 1")
+    _require(not cfg.score_only_inference or cfg.score_net,
+             "score_only_inference=true needs score_net=true (the network it acts with)")
+    _require(cfg.wandb.mode in ("disabled", "offline", "online"),
+             f"wandb.mode={cfg.wandb.mode!r}: use disabled, offline or online")
+    resolve_device(cfg.device)
+    return cfg
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """' Did you mean X?' for a misspelt name, or ''."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(close)}?" if close else ""
+

@@ -1,0 +1,77 @@
+"""dm_control tasks under TD-MPC2's names and conventions.
+
+Conventions (ALGORITHM.md section 6): actions in [-1, 1] rescaled to the task's bounds, action
+repeat 2 with the rewards of the repeats summed, 500 agent steps per episode (truncation, not
+termination), observations flattened in dm_control's order into float32.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+# dm_control picks an OpenGL backend at import; we never render, so never require a display.
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+# dm_control domains whose names TD-MPC2 shortens.
+_DOMAIN_ALIASES = {"ball_in_cup": "cup", "point_mass": "pointmass", "humanoid_CMU": "cmuhumanoid"}
+
+
+def suite_tasks() -> dict[str, tuple[str, str]]:
+    """TD-MPC2 name -> (dm_control domain, task) for every task of dm_control's suite."""
+    from dm_control import suite
+
+    out = {}
+    for domain, task in suite.ALL_TASKS:
+        name = f"{_DOMAIN_ALIASES.get(domain, domain)}-{task.replace('_', '-')}"
+        out[name] = (domain, task)
+    return out
+
+
+class DMControlEnv:
+    """One dm_control task. reset() -> obs [obs_dim]; step(a [A]) -> obs, reward, terminated,
+    truncated, info (numpy float32 observations, float reward)."""
+
+    suite_name = "dmcontrol"
+
+    def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 500):
+        from dm_control import suite
+
+        tasks = suite_tasks()
+        if task not in tasks:
+            raise KeyError(task)
+        domain, name = tasks[task]
+        self.task = task
+        self._env = suite.load(domain, name, task_kwargs={"random": seed}, visualize_reward=False)
+        spec = self._env.action_spec()
+        self._lo, self._hi = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        self.action_dim = int(spec.shape[0])
+        self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
+        self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
+        self._t = 0
+
+    @property
+    def random_state(self) -> np.random.RandomState:
+        """The task's RNG (initial states at reset): saved in checkpoints for exact resume."""
+        return self._env.task.random
+
+    def _flatten(self, observation) -> np.ndarray:
+        return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in observation.values()])
+
+    def reset(self) -> np.ndarray:
+        self._t = 0
+        return self._flatten(self._env.reset().observation)
+
+    def step(self, action: np.ndarray):
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_dim), -1.0, 1.0)
+        a = self._lo + (a + 1.0) * 0.5 * (self._hi - self._lo)
+        reward, ts = 0.0, None
+        for _ in range(self.action_repeat):
+            ts = self._env.step(a)
+            reward += float(ts.reward or 0.0)
+            if ts.last():
+                break
+        self._t += 1
+        terminated = bool(ts.last() and ts.discount == 0.0)
+        truncated = (not terminated) and (ts.last() or self._t >= self.episode_length)
+        return self._flatten(ts.observation), reward, terminated, truncated, {}

@@ -1,0 +1,85 @@
+"""Run logging: evaluation CSV in the published curves' format, training CSV, optional wandb.
+
+eval.csv columns: step,reward,seed (+ success for suites that report it), one row per
+evaluation, reward the mean episode return over the evaluation episodes.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class CSVLog:
+    """Append-only CSV with a fixed header; `truncate_after(step)` drops rows of a crashed tail."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.fields = Path(path), list(fields)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+
+    def rows(self) -> list[dict]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, step: int) -> None:
+        """Keep rows with step <= `step` (rows logged after the checkpoint a run resumes from)."""
+        keep = [r for r in self.rows() if int(float(r["step"])) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(keep)
+        os.replace(tmp, self.path)
+
+
+TRAIN_FIELDS = ["step", "episode", "episode_reward", "elapsed_s", "env_steps_per_s", "plan_ms", "update_ms",
+                "total_loss", "consistency_loss", "reward_loss", "value_loss", "energy_loss", "pi_loss",
+                "q_scale", "energy_mu", "energy_sigma"]
+
+
+class Logger:
+    def __init__(self, cfg: DictConfig, work_dir: Path, with_success: bool = False):
+        self.work_dir = Path(work_dir)
+        self.seed = cfg.seed
+        eval_fields = ["step", "reward", "seed"] + (["success"] if with_success else [])
+        self.eval = CSVLog(self.work_dir / "eval.csv", eval_fields)
+        self.train = CSVLog(self.work_dir / "train.csv", TRAIN_FIELDS)
+        self._wandb = None
+        if cfg.wandb.mode != "disabled":
+            try:
+                import wandb
+            except ImportError:
+                raise RuntimeError("wandb.mode is not 'disabled' but wandb is not installed: "
+                                   "pip install 'mbdpo_fast[wandb]' or set wandb.mode=disabled") from None
+            self._wandb = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
+                                     mode=cfg.wandb.mode, dir=str(self.work_dir), name=f"{cfg.task}-s{cfg.seed}",
+                                     config=OmegaConf.to_container(cfg, resolve=True), resume="allow")
+
+    def truncate_after(self, step: int) -> None:
+        self.eval.truncate_after(step)
+        self.train.truncate_after(step)
+
+    def log_eval(self, step: int, reward: float, success: float | None = None) -> None:
+        row = {"step": step, "reward": f"{reward:.4f}", "seed": self.seed}
+        if success is not None:
+            row["success"] = f"{success:.4f}"
+        self.eval.write(row)
+        if self._wandb is not None:
+            self._wandb.log({"eval/reward": reward, **({"eval/success": success} if success is not None else {})}, step=step)
+
+    def log_train(self, row: dict) -> None:
+        self.train.write({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        if self._wandb is not None:
+            self._wandb.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,201 @@
+"""The model-based diffusion planner (ALGORITHM.md sections 3 and 4), batched over E environments.
+
+One call denoises a plan x [E, H, A] in K-1 steps. Each step samples N candidate action
+sequences around x's current estimate of the clean plan, scores them by imagined returns in the
+world model, and moves x with the score built from the elites' temperature-softmax average.
+This is the reference (plain PyTorch) path: the fast paths of later modules are tested against it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from .world_model import WorldModel
+
+
+@dataclass(frozen=True)
+class DiffusionSchedule:
+    """beta linear in [beta_start, beta_end] over K steps; alpha = 1 - beta; abar = cumprod(alpha).
+    Kept as Python floats: the planner's loop over tau is fixed, so scalars avoid tensor indexing."""
+
+    betas: tuple[float, ...]
+    alphas: tuple[float, ...]
+    abar: tuple[float, ...]
+
+    @classmethod
+    def linear(cls, steps: int, beta_start: float, beta_end: float) -> "DiffusionSchedule":
+        betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+        alphas = 1 - betas
+        abar = torch.cumprod(alphas, 0)
+        return cls(tuple(betas.tolist()), tuple(alphas.tolist()), tuple(abar.tolist()))
+
+    @property
+    def steps(self) -> int:
+        return len(self.betas)
+
+
+def discount_tensor(discounts: list[float], device) -> torch.Tensor:
+    return torch.tensor(discounts, dtype=torch.float32, device=device)
+
+
+def imagined_value(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None,
+                   gamma: torch.Tensor, eta: float, episodic: bool) -> torch.Tensor:
+    """Section 3. z [M, L], actions [H, M, A], gamma [M, 1] (per-row discount), task [M] or None.
+
+    G = sum_t g_t (r_t + eta * f_t) + g_H * Qavg(z_H, a ~ pi(z_H)), g_t = gamma^t; episodic tasks
+    stop accumulating after a predicted termination. Returns G [M, 1].
+    """
+    G = torch.zeros(z.shape[0], 1, device=z.device)
+    g = torch.ones_like(G)
+    alive = torch.ones_like(G)
+    for t in range(actions.shape[0]):
+        a = actions[t]
+        r = model.decode(model.reward(z, a, task))
+        f = model.energy_bonus(z, a, task)
+        G = G + g * alive * (r + eta * f)
+        z = model.next(z, a, task)
+        g = g * gamma
+        if episodic:
+            alive = alive * (model.termination(z, task) <= 0).float()
+    a_pi, _ = model.pi(z, task)
+    return G + g * alive * model.Q(z, a_pi, task, mode="avg")
+
+
+def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch.Tensor | None) -> torch.Tensor:
+    """Policy-prior action sequences: a_t ~ pi(z_t), z_{t+1} = d(z_t, a_t). z [M, L] -> [H, M, A]."""
+    out = []
+    for t in range(horizon):
+        a, _ = model.pi(z, task)
+        out.append(a)
+        if t < horizon - 1:
+            z = model.next(z, a, task)
+    return torch.stack(out)
+
+
+def weight_elites(values: torch.Tensor, candidates: torch.Tensor, num_elites: int,
+                  temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Section 4 steps 4-5. values [E, N], candidates [E, N, H, A] ->
+    (abar_a [E, H, A], elite weights [E, k], elite indices [E, k]).
+
+    l = (V - mean V) / std V / temperature (std < 1e-4 -> 1; std is the unbiased sample std);
+    keep the k elites by V; w = softmax(l over the elites); abar_a = sum_i w_i a_i.
+    """
+    mean = values.mean(dim=1, keepdim=True)
+    std = values.std(dim=1, keepdim=True)
+    std = torch.where(std < 1e-4, torch.ones_like(std), std)
+    logits = (values - mean) / std / temperature
+    elite_v, elite_idx = torch.topk(values, num_elites, dim=1)
+    w = torch.softmax(torch.gather(logits, 1, elite_idx), dim=1)
+    E, _, H, A = candidates.shape
+    elites = torch.gather(candidates, 1, elite_idx.view(E, -1, 1, 1).expand(-1, -1, H, A))
+    return (w.view(E, -1, 1, 1) * elites).sum(1), w, elite_idx
+
+
+def score_update(x: torch.Tensor, target: torch.Tensor, abar: float, alpha: float,
+                 score: torch.Tensor | None = None) -> torch.Tensor:
+    """Section 4 step 6: s = (-x + sqrt(abar) * target) / (1 - abar) (or a given score);
+    x <- (x + (1 - abar) s) / sqrt(alpha)."""
+    if score is None:
+        score = (-x + math.sqrt(abar) * target) / (1 - abar)
+    return (x + (1 - abar) * score) / math.sqrt(alpha)
+
+
+def sample_candidates(x: torch.Tensor, abar: float, num: int, generator=None) -> torch.Tensor:
+    """Section 4 step 1: a0_i = clip(x / sqrt(abar) + sqrt((1 - abar) / abar) eps_i, -1, 1).
+    x [E, H, A] -> [E, num, H, A]."""
+    E, H, A = x.shape
+    eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype, generator=generator)
+    return (x.unsqueeze(1) / math.sqrt(abar) + math.sqrt((1 - abar) / abar) * eps).clamp(-1, 1)
+
+
+class DiffusionPlanner:
+    """Stateless planner: the warm-start plan is passed in and returned, so training and evaluation
+    (or E environments) keep their own plans."""
+
+    def __init__(self, cfg: DictConfig, model: WorldModel, discounts: list[float] | None = None):
+        self.model = model
+        self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
+        self.num_samples, self.num_elites = int(cfg.num_samples), int(cfg.num_elites)
+        self.num_pi_trajs, self.temperature = int(cfg.num_pi_trajs), float(cfg.temperature)
+        self.horizon, self.action_dim = int(cfg.horizon), int(cfg.action_dim)
+        self.action_noise, self.eta = float(cfg.action_noise), float(cfg.energy_coef)
+        self.episodic, self.score_only = bool(cfg.episodic), bool(cfg.score_only_inference)
+        device = model.bins.device
+        self.discounts = discount_tensor(discounts if discounts is not None else [cfg.discount], device)
+
+    def initial_plan(self, num_envs: int, device=None) -> torch.Tensor:
+        return torch.zeros(num_envs, self.horizon, self.action_dim, device=device or self.discounts.device)
+
+    def warm_start(self, prev_plan: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
+        """m = previous plan shifted one step left with a zero appended; zeros where `first`."""
+        m = torch.cat([prev_plan[:, 1:], torch.zeros_like(prev_plan[:, :1])], dim=1)
+        if first is not None:
+            m = m * (~first.bool()).view(-1, 1, 1).to(m.dtype)
+        return m
+
+    @torch.no_grad()
+    def plan(self, z0: torch.Tensor, prev_plan: torch.Tensor, task: torch.Tensor | None = None,
+             first: torch.Tensor | None = None, eval_mode: bool = False, return_info: bool = False):
+        """z0 [E, L], prev_plan [E, H, A], task [E] or None, first [E] bool (episode starts).
+
+        Returns (action [E, A], plan [E, H, A]) and, with return_info, a dict whose 'targets'
+        [K-1, E, H, A] holds each step's elite average abar_a and 'x' the iterate after each step.
+        """
+        model, sch = self.model, self.schedule
+        E, K, N, P = z0.shape[0], sch.steps, self.num_samples, self.num_pi_trajs
+        mask = model.action_mask(task)  # [E, A] or None
+        x = math.sqrt(sch.abar[K - 1]) * self.warm_start(prev_plan, first)
+        info = {"targets": [], "x": []}
+        if self.score_only:
+            x = self._score_only(z0, x, task, mask, info)
+        else:
+            z_rep = z0.repeat_interleave(N, dim=0)
+            task_rep = task.repeat_interleave(N) if task is not None else None
+            z_pi = z0.repeat_interleave(P, dim=0)
+            task_pi = task.repeat_interleave(P) if task is not None else None
+            gamma = self._gamma(task_rep, E * N)
+            for tau in range(K - 1, 0, -1):
+                cand = sample_candidates(x, sch.abar[tau], N)
+                if P > 0:
+                    pi_seq = policy_rollout(model, z_pi, self.horizon, task_pi)  # [H, E*P, A]
+                    cand[:, :P] = pi_seq.view(self.horizon, E, P, -1).permute(1, 2, 0, 3)
+                if mask is not None:
+                    cand = cand * mask.view(E, 1, 1, -1)
+                actions = cand.reshape(E * N, self.horizon, -1).transpose(0, 1)
+                values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic)
+                values = torch.nan_to_num(values.view(E, N), nan=0.0)
+                target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
+                x = score_update(x, target, sch.abar[tau], sch.alphas[tau])
+                if return_info:
+                    info["targets"].append(target)
+                    info["x"].append(x)
+        plan = x.clamp(-1, 1)
+        action = plan[:, 0]
+        if not eval_mode:
+            action = (action + self.action_noise * torch.randn_like(action)).clamp(-1, 1)
+        if mask is not None:
+            action = action * mask
+        if return_info:
+            info = {k: torch.stack(v) if v else None for k, v in info.items()}
+            return action, plan, info
+        return action, plan
+
+    def _gamma(self, task: torch.Tensor | None, rows: int) -> torch.Tensor:
+        if task is None:
+            return self.discounts[:1].expand(rows).unsqueeze(-1)
+        return self.discounts[task].unsqueeze(-1)
+
+    def _score_only(self, z0, x, task, mask, info):
+        """Score-only inference: x <- (x + (1-abar) s_theta(z0, x, tau)) / sqrt(alpha); no rollouts."""
+        sch, E = self.schedule, z0.shape[0]
+        for tau in range(sch.steps - 1, 0, -1):
+            t = torch.full((E,), float(tau), device=z0.device)
+            s = self.model.score(z0, x.reshape(E, -1), t, task).view_as(x)
+            if mask is not None:
+                s = s * mask.view(E, 1, -1)
+            x = score_update(x, None, sch.abar[tau], sch.alphas[tau], score=s)
+            info["x"].append(x)
+        return x

@@ -1,0 +1,141 @@
+"""Replay buffer on the config's device: S parallel streams of episodes, sampled as windows of
+H+1 consecutive steps that never cross an episode boundary.
+
+Slot layout: slot j of a stream holds observation o_t and the (action, reward, terminated) that
+led into it (zeros at an episode's first slot). A window starting at slot s covers s..s+H:
+obs o_s..o_{s+H}, and actions/rewards/terminations of slots s+1..s+H. `valid[s]` marks starts
+whose whole window lies in one episode and has been written; it is maintained on every write
+(set when a window completes, cleared when the write head overwrites any of its slots), so
+sampling is one multinomial draw with no host synchronisation.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .agent import Batch
+
+
+class ReplayCapacityError(MemoryError):
+    pass
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, horizon: int, num_streams: int = 1,
+                 device: torch.device | str = "cpu", multitask: bool = False):
+        self.S = int(num_streams)
+        self.T = int(math.ceil(capacity / self.S))  # slots per stream
+        self.H, self.obs_dim, self.action_dim = int(horizon), int(obs_dim), int(action_dim)
+        self.device = torch.device(device)
+        if self.T < self.H + 1:
+            raise ReplayCapacityError(f"buffer_size={capacity} gives {self.T} slots per stream; need >= horizon+1={self.H + 1}")
+        self._check_memory(multitask)
+        S, T = self.S, self.T
+        kw = dict(device=self.device)
+        self.obs = torch.zeros(S, T, obs_dim, **kw)
+        self.action = torch.zeros(S, T, action_dim, **kw)
+        self.reward = torch.zeros(S, T, **kw)
+        self.terminated = torch.zeros(S, T, **kw)
+        self.task = torch.zeros(S, T, dtype=torch.long, **kw) if multitask else None
+        self.step = torch.full((S, T), -1, dtype=torch.long, **kw)  # step within episode; -1: empty
+        self.valid = torch.zeros(S, T, dtype=torch.bool, **kw)
+        self.ptr = torch.zeros(S, dtype=torch.long, **kw)  # writes so far per stream
+        self._rows = torch.arange(S, **kw)
+        self._offsets = torch.arange(self.H + 1, **kw)
+
+    def bytes_per_slot(self, multitask: bool) -> int:
+        return 4 * (self.obs_dim + self.action_dim + 2) + 8 + 1 + (8 if multitask else 0)
+
+    def _check_memory(self, multitask: bool) -> None:
+        need = self.S * self.T * self.bytes_per_slot(multitask)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+        else:
+            free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        if need > 0.8 * free:
+            raise ReplayCapacityError(
+                f"replay of {self.S * self.T:,} slots needs {need / 2**30:.2f} GiB on {self.device}, "
+                f"but only {free / 2**30:.2f} GiB is free; lower buffer_size")
+
+    # ----------------------------------------------------------------------------------------
+    def add(self, obs: torch.Tensor, action: torch.Tensor | None, reward: torch.Tensor | None,
+            terminated: torch.Tensor | None, first: torch.Tensor, mask: torch.Tensor | None = None,
+            task: torch.Tensor | None = None) -> None:
+        """Append one slot to each stream (where `mask`, default all).
+
+        obs [S, D]; action [S, A], reward [S], terminated [S]: what led into obs (ignored where
+        `first`, i.e. obs is an episode's first observation); first [S] bool; task [S]."""
+        S, T, H = self.S, self.T, self.H
+        first = first.to(self.device, torch.bool).view(S)
+        mask = torch.ones(S, dtype=torch.bool, device=self.device) if mask is None else mask.to(self.device, torch.bool).view(S)
+        rows, slot = self._rows, self.ptr % T
+        keep = first.view(S, 1)
+
+        def put(store: torch.Tensor, value: torch.Tensor | None, zero_first: bool) -> None:
+            value = torch.zeros_like(store[rows, slot]) if value is None else value.to(self.device, store.dtype).view_as(store[rows, slot])
+            if zero_first:
+                value = torch.where(keep.view(S, *([1] * (value.dim() - 1))), torch.zeros_like(value), value)
+            m = mask.view(S, *([1] * (value.dim() - 1)))
+            store[rows, slot] = torch.where(m, value, store[rows, slot])
+
+        # Overwriting `slot` breaks every window that contains it: starts slot-H .. slot.
+        for k in range(H + 1):
+            back = (slot - k) % T
+            self.valid[rows, back] &= ~mask
+        prev_step = self.step[rows, (slot - 1) % T]
+        new_step = torch.where(first | (self.ptr == 0), torch.zeros_like(prev_step), prev_step + 1)
+        put(self.obs, obs, zero_first=False)
+        put(self.action, action, zero_first=True)
+        put(self.reward, reward, zero_first=True)
+        put(self.terminated, terminated, zero_first=True)
+        if self.task is not None:
+            put(self.task, task, zero_first=False)
+        self.step[rows, slot] = torch.where(mask, new_step, self.step[rows, slot])
+        done_window = mask & (new_step >= H)
+        start = (slot - H) % T
+        self.valid[rows, start] |= done_window
+        self.ptr += mask.long()
+
+    def num_valid(self) -> int:
+        """Number of valid window starts (host sync; for logs and checks, not the hot path)."""
+        return int(self.valid.sum())
+
+    def __len__(self) -> int:
+        """Slots currently stored across streams."""
+        return int(self.ptr.clamp(max=self.T).sum())
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Uniform over valid windows: obs [H+1, B, D], action [H, B, A], reward/terminated [H, B, 1]."""
+        flat = torch.multinomial(self.valid.view(-1).float(), batch_size, replacement=True, generator=generator)
+        stream, start = flat // self.T, flat % self.T
+        idx = (start.unsqueeze(0) + self._offsets.unsqueeze(1)) % self.T  # [H+1, B]
+        s = stream.unsqueeze(0).expand_as(idx)
+        return Batch(
+            obs=self.obs[s, idx],
+            action=self.action[s[1:], idx[1:]],
+            reward=self.reward[s[1:], idx[1:]].unsqueeze(-1),
+            terminated=self.terminated[s[1:], idx[1:]].unsqueeze(-1),
+            task=self.task[stream, start] if self.task is not None else None,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The stored slots only (not the empty tail), so checkpoints stay proportional to data."""
+        filled = int(self.ptr.max().clamp(max=self.T))
+        names = ["obs", "action", "reward", "terminated", "step", "valid"] + (["task"] if self.task is not None else [])
+        state = {n: getattr(self, n)[:, :filled].cpu() for n in names}
+        state.update(ptr=self.ptr.cpu(), shape=torch.tensor([self.S, self.T, self.obs_dim, self.action_dim, self.H]))
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        want = [self.S, self.T, self.obs_dim, self.action_dim, self.H]
+        got = state["shape"].tolist()
+        if got != want:
+            raise ValueError(f"replay state has (streams, slots, obs_dim, action_dim, horizon)={got}, "
+                             f"this buffer {want}; use the same buffer_size, task and horizon to resume")
+        filled = state["obs"].shape[1]
+        for n in ["obs", "action", "reward", "terminated", "step", "valid"] + (["task"] if self.task is not None else []):
+            getattr(self, n)[:, :filled] = state[n].to(self.device)
+        self.ptr.copy_(state["ptr"])

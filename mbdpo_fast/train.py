@@ -1,0 +1,67 @@
+"""python -m mbdpo_fast.train task=cheetah-run [key=value ...]: online single-environment training.
+
+The run directory (Hydra's, default runs/<task>/s<seed>/<exp_name>) receives config.yaml (the
+resolved config with derived fields), eval.csv, train.csv, checkpoint.pt and the replay file.
+resume=true continues from the checkpoint found there.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .agent import seed_everything
+from .checkpoint import load_checkpoint
+from .cli import user_errors
+from .config import ConfigError, finalize, register_schema
+from .envs import make_env
+from .trainers.online import CHECKPOINT_NAME, OnlineTrainer
+
+register_schema()
+
+
+def run(cfg: DictConfig) -> dict:
+    """Build env, agent and trainer from a composed config and train. Returns the summary."""
+    if cfg.get("work_dir") in (None, "???") or OmegaConf.is_missing(cfg, "work_dir"):
+        raise ConfigError("work_dir is not set")
+    work_dir = Path(cfg.work_dir)
+    ckpt = work_dir / CHECKPOINT_NAME
+    if ckpt.exists() and not cfg.resume:
+        step = load_checkpoint(ckpt)["trainer"]["step"]
+        raise ConfigError(f"{work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
+                          f"it, or choose another exp_name/seed for a new run")
+    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
+    eval_env = make_env(cfg.task, cfg.seed + 1, cfg.action_repeat, cfg.episode_length)
+    finalize(cfg, env.obs_dim, env.action_dim)
+    seed_everything(cfg.seed)
+    trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
+    if cfg.resume and ckpt.exists():
+        trainer.load(ckpt)
+        print(f"resumed {ckpt} at step {trainer.step}")
+    else:
+        trainer.logger.truncate_after(-1)  # a fresh run: drop rows of an earlier run that never checkpointed
+    OmegaConf.save(cfg, work_dir / "config.yaml")
+    print(f"task {cfg.task} | model_size {cfg.model_size} ({trainer.agent.model.num_parameters() / 1e6:.2f}M params) "
+          f"| device {trainer.device} | discount {cfg.discount} | seed_steps {cfg.seed_steps} | run dir {work_dir}")
+    summary = trainer.train()
+    print(f"done: {summary}")
+    return summary
+
+
+@hydra.main(version_base=None, config_path="cfgs", config_name="config")
+def _main(cfg: DictConfig) -> None:
+    with open_dict(cfg):
+        if OmegaConf.is_missing(cfg, "work_dir"):
+            cfg.work_dir = HydraConfig.get().runtime.output_dir
+    with user_errors():
+        run(cfg)
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

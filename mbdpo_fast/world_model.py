@@ -1,0 +1,190 @@
+"""The MBDPO world model: TD-MPC2's latent model plus the energy network F (ALGORITHM.md section 1).
+
+Shapes: obs [..., obs_dim], z [..., latent_dim], a [..., A], task [...] int64 (multi-task only,
+aligned with the trailing batch dims of the input). Reward/Q heads return num_bins logits; F and
+termination return one logit.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from . import functional as fn
+from .layers import EnsembleMLP, SimNorm, mlp
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: DictConfig, action_dims: list[int] | None = None):
+        """cfg: a finalized config. action_dims: per-task action dims (multi-task), for the masks."""
+        super().__init__()
+        self.multitask = bool(cfg.multitask)
+        # Plain copies of the values the hot path reads (DictConfig access costs microseconds).
+        self.num_q, self.energy_clip = int(cfg.num_q), float(cfg.energy_clip)
+        self.log_std_min, self.log_std_max = float(cfg.log_std_min), float(cfg.log_std_max)
+        self.time_embed_dim = int(cfg.time_embed_dim)
+        A, L, M = cfg.action_dim, cfg.latent_dim, cfg.mlp_dim
+        td = cfg.task_dim if self.multitask else 0
+        self.action_dim, self.latent_dim, self.task_dim = A, L, td
+
+        if self.multitask:
+            ntask = len(cfg.tasks)
+            self.task_emb = nn.Embedding(ntask, td, max_norm=1.0)
+            dims = action_dims if action_dims is not None else [A] * ntask
+            if len(dims) != ntask or max(dims) > A:
+                raise ValueError(f"action_dims {dims} do not fit {ntask} tasks padded to {A} action dims")
+            masks = torch.zeros(ntask, A)
+            for i, d in enumerate(dims):
+                masks[i, :d] = 1.0
+            self.register_buffer("action_masks", masks)
+        else:
+            self.task_emb = None
+            self.register_buffer("action_masks", torch.ones(1, A))
+
+        hidden = [M, M]
+        enc_hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
+        self.encoder = mlp(cfg.obs_dim + td, enc_hidden, L, out_act=SimNorm(cfg.simnorm_dim))
+        self.dynamics = mlp(L + A + td, hidden, L, out_act=SimNorm(cfg.simnorm_dim))
+        self.reward_head = mlp(L + A + td, hidden, cfg.num_bins)
+        self.energy_head = mlp(L + A + td, hidden, 1)
+        self.pi_head = mlp(L + td, hidden, 2 * A)
+        self.qs = EnsembleMLP(cfg.num_q, L + A + td, hidden, cfg.num_bins, dropout=cfg.dropout)
+        self.termination_head = mlp(L + td, hidden, 1) if cfg.episodic else None
+        self.score_head = (mlp(L + td + cfg.horizon * A + cfg.time_embed_dim, hidden, cfg.horizon * A)
+                           if cfg.score_net else None)
+        self._init_weights()
+        self.target_qs = copy.deepcopy(self.qs).requires_grad_(False)
+        self.target_qs.train(False)
+
+        self.register_buffer("bins", fn.bin_centers(cfg.num_bins, cfg.vmin, cfg.vmax))
+        # Running statistics of F's logits (momentum cfg.energy_momentum) and of the Q scale S.
+        self.register_buffer("energy_mu", torch.zeros(()))
+        self.register_buffer("energy_sigma", torch.ones(()))
+        self.register_buffer("q_scale", torch.ones(()))
+
+    # ----------------------------------------------------------------------------------------
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.uniform_(m.weight, -0.02, 0.02)
+        # Reward, energy and every Q head start at zero output (ALGORITHM.md section 1).
+        for head in (self.reward_head, self.energy_head):
+            nn.init.zeros_(head[-1].weight)
+        nn.init.zeros_(self.qs.weights[-1])
+
+    def train(self, mode: bool = True) -> "WorldModel":
+        super().train(mode)
+        self.target_qs.train(False)  # target heads never use dropout
+        return self
+
+    def num_parameters(self) -> int:
+        """Trainable parameters (the target heads are a copy and not counted)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """Everything the world-model optimiser trains except the encoder (lr x enc_lr_scale)."""
+        mods = [self.dynamics, self.reward_head, self.energy_head, self.qs,
+                self.termination_head, self.score_head, self.task_emb]
+        return [p for m in mods if m is not None for p in m.parameters()]
+
+    def pi_parameters(self) -> list[nn.Parameter]:
+        return list(self.pi_head.parameters())
+
+    # ----------------------------------------------------------------------------------------
+    def with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Append the task embedding (multi-task); task's dims align with x's trailing batch dims."""
+        if not self.multitask:
+            return x
+        if task is None:
+            raise ValueError("multi-task world model needs a task index tensor")
+        e = self.task_emb(task.long())
+        e = e.view((1,) * (x.dim() - e.dim()) + tuple(e.shape)).expand(*x.shape[:-1], -1)
+        return torch.cat([x, e], dim=-1)
+
+    def action_mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
+        """[..., A] mask of the valid action dims (None in single-task mode)."""
+        return self.action_masks[task.long()] if self.multitask else None
+
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.with_task(obs, task))
+
+    def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dynamics(self.with_task(torch.cat([z, a], dim=-1), task))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reward_head(self.with_task(torch.cat([z, a], dim=-1), task))
+
+    def energy(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.energy_head(self.with_task(torch.cat([z, a], dim=-1), task))
+
+    def energy_bonus(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """clip((F - mu_F) / sigma_F, -c, c): the normalised energy bonus of section 3, [..., 1]."""
+        f = (self.energy(z, a, task) - self.energy_mu) / self.energy_sigma
+        return f.clamp(-self.energy_clip, self.energy_clip)
+
+    def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        if self.termination_head is None:
+            raise RuntimeError("termination head exists only for episodic tasks (episodic=true)")
+        return self.termination_head(self.with_task(z, task))
+
+    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sample a = tanh(mean + std * eps). Returns a [..., A] and info with mean, log_std and
+        `scaled_entropy` = -(A_eff * log N(u) - sum log(1 - tanh(u)^2)), A_eff the (unmasked) action
+        dims: the Gaussian log-likelihood scaled by the action dimension, then the tanh correction
+        (TD-MPC2's entropy scaling)."""
+        mean, raw_log_std = self.pi_head(self.with_task(z, task)).chunk(2, dim=-1)
+        log_std = fn.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mean)
+        mask = self.action_mask(task)
+        if mask is not None:
+            mask = mask.expand_as(mean)
+            mean, log_std, eps = mean * mask, log_std * mask, eps * mask
+            dims = mask.sum(-1, keepdim=True)
+        else:
+            dims = float(mean.shape[-1])
+        pre_tanh = mean + eps * log_std.exp()
+        log_prob = fn.gaussian_log_prob(eps, log_std, mask) * dims - fn.tanh_log_det(pre_tanh, mask)
+        action = torch.tanh(pre_tanh)
+        return action, {"mean": torch.tanh(mean), "log_std": log_std, "scaled_entropy": -log_prob}
+
+    def Q(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None, mode: str = "all",
+          target: bool = False, detach: bool = False) -> torch.Tensor:
+        """mode 'all': logits [num_q, ..., num_bins] of every head;
+        'avg': mean of 2 randomly chosen heads, decoded, [..., 1] (planner, policy loss);
+        'min': min of the first two heads, decoded, [..., 1] (TD targets, as the reference code)."""
+        x = self.with_task(torch.cat([z, a], dim=-1), task)
+        net = self.target_qs if target else self.qs
+        if mode == "all":
+            return net(x, detach=detach)
+        if mode == "avg":
+            heads = torch.randperm(self.num_q, device=z.device)[:2]
+            return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).mean(0)
+        if mode == "min":
+            heads = torch.arange(2, device=z.device)
+            return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).min(0).values
+        raise ValueError(f"unknown Q mode {mode!r}")
+
+    def score(self, z: torch.Tensor, x_flat: torch.Tensor, tau: torch.Tensor,
+              task: torch.Tensor | None = None) -> torch.Tensor:
+        """s_theta(z0, x_tau, tau): z [..., L], x_flat [..., H*A], tau [...] -> [..., H*A]."""
+        if self.score_head is None:
+            raise RuntimeError("score network is disabled (score_net=false)")
+        temb = fn.sinusoidal_embedding(tau, self.time_embed_dim).expand(*x_flat.shape[:-1], -1)
+        return self.score_head(torch.cat([self.with_task(z, task), x_flat, temb], dim=-1))
+
+    @torch.no_grad()
+    def soft_update_target(self, tau: float) -> None:
+        """Polyak: target <- target + tau (online - target)."""
+        for tp, p in zip(self.target_qs.parameters(), self.qs.parameters()):
+            tp.lerp_(p, tau)
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        return fn.two_hot_inv(logits, self.bins)

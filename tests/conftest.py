@@ -1,0 +1,34 @@
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+import pytest
+import torch
+
+from mbdpo_fast.config import default_config, finalize
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def tiny_config(obs_dim: int = 7, action_dim: int = 3, **overrides):
+    """A finalized config with a very small model and planner (fast CPU tests)."""
+    base = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_samples=48,
+                num_elites=8, num_pi_trajs=4, diffusion_steps=5, batch_size=16, buffer_size=2000,
+                device="cpu", work_dir="unused")
+    base.update(overrides)
+    return finalize(default_config(**base), obs_dim, action_dim)
+
+
+@pytest.fixture
+def tiny_cfg():
+    return tiny_config
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,96 @@
+"""Checkpoints: round trip gives identical actions; corrupt or mismatched files fail clearly."""
+import pytest
+import torch
+
+from mbdpo_fast import checkpoint as ckpt_mod
+from mbdpo_fast.agent import seed_everything
+from mbdpo_fast.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from mbdpo_fast.config import finalize
+from mbdpo_fast.envs import make_env
+from mbdpo_fast.trainers.online import OnlineTrainer
+
+from helpers import TINY, compose_cfg
+
+
+def make_trainer(tmp_path, extra=()):
+    cfg = compose_cfg(TINY + ["steps=80", "eval_freq=1000", "checkpoint_freq=50", *extra], tmp_path)
+    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
+    eval_env = make_env(cfg.task, cfg.seed + 1, cfg.action_repeat, cfg.episode_length)
+    finalize(cfg, env.obs_dim, env.action_dim)
+    seed_everything(cfg.seed)
+    return OnlineTrainer(cfg, env, eval_env, tmp_path)
+
+
+def actions_of(agent, seed):
+    torch.manual_seed(seed)
+    obs = torch.randn(1, agent.cfg.obs_dim)
+    plan = agent.planner.initial_plan(1)
+    out = []
+    for _ in range(3):
+        a, plan = agent.act(obs, plan)
+        out.append(a)
+    return torch.cat(out)
+
+
+def test_round_trip_gives_identical_actions(tmp_path):
+    t1 = make_trainer(tmp_path / "a")
+    t1.train()
+    t2 = make_trainer(tmp_path / "b")
+    t2.load(t1.checkpoint_path)
+    assert t2.step == t1.step == 80
+    torch.testing.assert_close(actions_of(t2.agent, 7), actions_of(t1.agent, 7), rtol=0, atol=0)
+    assert torch.equal(t2.buffer.obs, t1.buffer.obs) and torch.equal(t2.buffer.valid, t1.buffer.valid)
+    for k, v in t1.agent.model.state_dict().items():
+        assert torch.equal(v, t2.agent.model.state_dict()[k]), k
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    t = make_trainer(tmp_path / "a")
+    t.train()
+    data = t.checkpoint_path.read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        make_trainer(tmp_path / "b").load(garbage)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="not an mbdpo_fast checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_mismatched_config_is_refused_by_name(tmp_path):
+    t = make_trainer(tmp_path / "a")
+    t.train()
+    other = make_trainer(tmp_path / "b", extra=["latent_dim=24"])
+    with pytest.raises(CheckpointError, match="latent_dim: checkpoint 16 vs config 24"):
+        other.load(t.checkpoint_path)
+
+
+def test_missing_replay_file_is_reported(tmp_path):
+    t = make_trainer(tmp_path / "a")
+    t.train()
+    for f in (tmp_path / "a").glob("replay_*.pt"):
+        f.unlink()
+    with pytest.raises(CheckpointError, match="no replay file"):
+        make_trainer(tmp_path / "b").load(t.checkpoint_path)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    atomic_save({"x": torch.ones(3)}, path)
+
+    def failing_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    with pytest.raises(OSError):
+        atomic_save({"x": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["x"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

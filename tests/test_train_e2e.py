@@ -1,0 +1,77 @@
+"""End to end on dm_control cheetah-run (CPU): training, CSV, checkpoints, exact resume, CLIs."""
+import csv
+
+import pytest
+
+from mbdpo_fast.train import run
+
+from helpers import TINY, compose_cfg, run_cli
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
+    common = TINY + ["eval_freq=100", "checkpoint_freq=100"]
+    run(compose_cfg(common + ["steps=200"], tmp_path / "full"))
+    run(compose_cfg(common + ["steps=100"], tmp_path / "split"))
+    run(compose_cfg(common + ["steps=200", "resume=true"], tmp_path / "split"))
+    full_eval, split_eval = read_csv(tmp_path / "full/eval.csv"), read_csv(tmp_path / "split/eval.csv")
+    assert [r["step"] for r in full_eval] == ["0", "100", "200"]
+    assert full_eval == split_eval
+    key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
+    assert key(read_csv(tmp_path / "full/train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
+
+
+def test_existing_run_dir_needs_resume(tmp_path):
+    from mbdpo_fast.config import ConfigError
+    cfg = TINY + ["eval_freq=1000", "steps=50"]
+    run(compose_cfg(cfg, tmp_path))
+    with pytest.raises(ConfigError, match="resume=true"):
+        run(compose_cfg(cfg, tmp_path))
+
+
+@pytest.mark.slow
+def test_smoke_cheetah_run_few_thousand_steps_with_resume(tmp_path):
+    """The issue's smoke run: model size 1, a reduced planner, 2000 steps of 500-step episodes,
+    interrupted at 1000 and resumed through the CLI."""
+    args = ["profile=cpu_small", "device=cpu", "seed_steps=500", "batch_size=32", "num_samples=32",
+            "diffusion_steps=4", "num_elites=8", "num_pi_trajs=4", "eval_freq=1000", "eval_episodes=1",
+            "checkpoint_freq=1000", "progress_bar=false", f"hydra.run.dir={tmp_path}"]
+    p1 = run_cli("mbdpo_fast.train", args + ["steps=1000"], cwd=tmp_path)
+    assert p1.returncode == 0, p1.stderr[-2000:]
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "config.yaml").exists()
+    p2 = run_cli("mbdpo_fast.train", args + ["steps=2000", "resume=true"], cwd=tmp_path)
+    assert p2.returncode == 0, p2.stderr[-2000:]
+    assert "resumed" in p2.stdout and "at step 1000" in p2.stdout
+    rows = read_csv(tmp_path / "eval.csv")
+    assert [r["step"] for r in rows] == ["0", "1000", "2000"] and all(r["seed"] == "1" for r in rows)
+    assert all(0 <= float(r["reward"]) <= 1000 for r in rows)
+    train = read_csv(tmp_path / "train.csv")
+    assert [int(r["step"]) for r in train] == list(range(500, 2001, 500))
+    assert all(float(r["total_loss"]) == float(r["total_loss"]) for r in train[1:])  # finite, not NaN
+    # evaluate the final checkpoint through the CLI
+    p3 = run_cli("mbdpo_fast.evaluate", [f"checkpoint={tmp_path}/checkpoint.pt", "episodes=1",
+                                         f"output={tmp_path}/final.csv"], cwd=tmp_path)
+    assert p3.returncode == 0, p3.stderr[-2000:]
+    assert "cheetah-run step 2000" in p3.stdout
+    assert len(read_csv(tmp_path / "final.csv")) == 1
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    p = run_cli("mbdpo_fast.train", ["task=cheetah-rnu", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: unknown task 'cheetah-rnu'. Did you mean cheetah-run?")
+    assert "Traceback" not in p.stderr
+    p = run_cli("mbdpo_fast.train", ["stpes=10", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert p.returncode != 0 and "stpes" in p.stderr
+    p = run_cli("mbdpo_fast.train", ["steps=abc", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert p.returncode != 0 and "steps" in p.stderr
+    p = run_cli("mbdpo_fast.train", ["model_size=7", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert p.returncode == 2 and "model_size=7 is not a preset" in p.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    p = run_cli("mbdpo_fast.evaluate", [f"checkpoint={bad}"], cwd=tmp_path)
+    assert p.returncode == 2 and "corrupt" in p.stderr and "Traceback" not in p.stderr
