@@ -217,8 +217,8 @@ class OnlineTrainer:
                 if cfg.time_limit > 0 and time.perf_counter() - wall_at_start >= cfg.time_limit:
                     stop_reason = "time_limit"
                     break
-            if stop_reason == "steps" and self.last_eval != self.step:
-                self._evaluate()  # the final policy is always evaluated
+            if self.last_eval != self.step:
+                self._evaluate()  # the final policy is always evaluated (also at the time limit)
             self.save()
         finally:
             pbar.close()
