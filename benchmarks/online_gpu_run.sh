@@ -2,7 +2,7 @@
 # One device call: install carried wheels, run the CUDA tests, time plan/update at the paper
 # settings, then train cheetah-run (model size 5, paper planner) until TIME_LIMIT seconds.
 # Results land in $OUT (eval.csv, train.csv, latency.csv, config.yaml, log).
-#   usage (device tool, carry .whl):  bash benchmarks/online_gpu_run.sh [TIME_LIMIT] [extra overrides...]
+#   usage (device tool, carry .whl):  GIT_COMMIT=<sha> bash benchmarks/online_gpu_run.sh [TIME_LIMIT] [overrides...]
 set -uo pipefail
 TIME_LIMIT=${1:-420}; shift || true
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3 | tee "$OUT/cuda_tests.txt"
 python3 benchmarks/plan_update_latency.py --device cuda --model-size 5 --repeats 30 --csv "$OUT/latency.csv"
 rm -rf /tmp/run
-python3 -m mbdpo_fast.train task=cheetah-run model_size=5 device=cuda time_limit="$TIME_LIMIT" \
+timeout $((TIME_LIMIT + 90)) python3 -m mbdpo_fast.train task=cheetah-run model_size=5 device=cuda time_limit="$TIME_LIMIT" \
   progress_bar=false hydra.run.dir=/tmp/run "$@" 2>&1 | grep -v absl | tee "$OUT/train_log.txt"
 cp /tmp/run/eval.csv /tmp/run/train.csv /tmp/run/config.yaml "$OUT/" 2>/dev/null
 echo "--- eval.csv"; cat /tmp/run/eval.csv

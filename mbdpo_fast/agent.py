@@ -48,13 +48,27 @@ class MBDPO:
         # Plain copies of config values read every update.
         self.H, self.rho, self.num_q = int(cfg.horizon), float(cfg.rho), int(cfg.num_q)
         self.num_bins, self.vmin, self.vmax = int(cfg.num_bins), float(cfg.vmin), float(cfg.vmax)
+        self.use_graphs = bool(cfg.cudagraphs) and self.device.type == "cuda"
+        self._graphs: dict = {}
         self.model.eval()
 
     # ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: torch.Tensor, plan: torch.Tensor, first: torch.Tensor | None = None,
             task: torch.Tensor | None = None, eval_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [E, obs_dim] -> (action [E, A], plan [E, H, A]); `plan` is the previous plan."""
+        """obs [E, obs_dim] -> (action [E, A], plan [E, H, A]); `plan` is the previous plan.
+        With cudagraphs=true (CUDA, single task) the call replays a captured graph."""
+        if self.use_graphs and task is None:
+            key = (obs.shape[0], bool(eval_mode))
+            if key not in self._graphs:
+                from .cuda_graphs import GraphedAct
+                self._graphs[key] = GraphedAct(self, obs.shape[0], eval_mode)
+            return self._graphs[key](obs, plan, first)
+        return self.plan_eager(obs, plan, first, task, eval_mode)
+
+    @torch.no_grad()
+    def plan_eager(self, obs, plan, first=None, task=None, eval_mode=False):
+        """The reference path of `act`: encode, then the planner, op by op."""
         z = self.model.encode(obs, task)
         return self.planner.plan(z, plan, task=task, first=first, eval_mode=eval_mode)
 

@@ -118,6 +118,9 @@ class Config:
     energy_momentum: float = 0.99
     score_only_inference: bool = False  # act with s_theta only (needs score_net)
 
+    # --- speed flags (each benchmarked against the path without it) -----------------------------
+    cudagraphs: bool = False  # replay the planner call from a captured CUDA graph (CUDA only)
+
     # --- logging ------------------------------------------------------------------------------
     wandb: WandbConfig = field(default_factory=WandbConfig)
     progress_bar: bool = True

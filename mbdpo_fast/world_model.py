@@ -165,7 +165,8 @@ class WorldModel(nn.Module):
         if mode == "all":
             return net(x, detach=detach)
         if mode == "avg":
-            heads = torch.randperm(self.num_q, device=z.device)[:2]
+            # argsort of uniforms, not randperm: capturable in a CUDA graph.
+            heads = torch.rand(self.num_q, device=z.device).argsort()[:2]
             return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).mean(0)
         if mode == "min":
             heads = torch.arange(2, device=z.device)
