@@ -25,6 +25,7 @@ def test_world_model_heads_agree_between_cpu_and_cuda():
     torch.nn.init.normal_(cpu.reward_head[-1].weight, std=0.05)
     gpu = WorldModel(cfg).cuda()
     gpu.load_state_dict(cpu.state_dict())
+    cpu.eval(), gpu.eval()  # Q dropout would otherwise differ between the two
     obs, a = torch.randn(512, 7), torch.rand(512, 3) * 2 - 1
     z_c, z_g = cpu.encode(obs), gpu.encode(obs.cuda())
     errs = {
