@@ -7,13 +7,14 @@ from contextlib import contextmanager
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .replay import ReplayCapacityError
+from .trainers.online import TrainingDivergedError
 
-USER_ERRORS = (ConfigError, CheckpointError, ReplayCapacityError)
+USER_ERRORS = (ConfigError, CheckpointError, ReplayCapacityError, TrainingDivergedError)
 
 
 @contextmanager
 def user_errors():
-    """Turn configuration/checkpoint/capacity errors into `error: ...` on stderr and exit code 2."""
+    """Turn configuration/checkpoint/capacity/divergence errors into `error: ...` on stderr and exit code 2."""
     try:
         yield
     except USER_ERRORS as exc:

@@ -94,3 +94,23 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["x"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, monkeypatch):
+    from mbdpo_fast.trainers.online import TrainingDivergedError
+
+    t = make_trainer(tmp_path / "a")
+    t.train()  # 80 steps, checkpoint at step 80
+    saved = t.checkpoint_path.read_bytes()
+    t2 = make_trainer(tmp_path / "a", extra=["steps=200"])
+    t2.load(t.checkpoint_path)
+    real_update = t2.agent.update
+
+    def nan_update(batch):
+        out = real_update(batch)
+        out["value_loss"] = torch.tensor(float("nan"))
+        return out
+    monkeypatch.setattr(t2.agent, "update", nan_update)
+    with pytest.raises(TrainingDivergedError, match=r"non-finite value_loss at step \d+: .*untouched"):
+        t2.train()
+    assert t.checkpoint_path.read_bytes() == saved

@@ -13,6 +13,7 @@ episode at the same step (the interrupted episode's steps stay in the buffer).
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from ..logger import Logger
 from ..replay import ReplayBuffer
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN/inf; training stops without overwriting the last good checkpoint."""
 
 
 def rng_state(device: torch.device) -> dict:
@@ -231,5 +236,12 @@ class OnlineTrainer:
         row = {"step": self.step, "episode": self.episode, "episode_reward": float(ep_ret),
                "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
                "plan_ms": self._timing_ms("plan"), "update_ms": self._timing_ms("update")}
-        row.update({k: float(v) for k, v in self._last_metrics.items() if k in self.logger.train.fields})
+        metrics = {k: float(v) for k, v in self._last_metrics.items()}
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if bad:
+            last = (f"the last checkpoint ({self.checkpoint_path}) is untouched" if self.checkpoint_path.exists()
+                    else "no checkpoint was written yet")
+            raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {self.step}: training diverged "
+                                        f"and stopped; {last}")
+        row.update({k: v for k, v in metrics.items() if k in self.logger.train.fields})
         self.logger.log_train(row)
