@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from . import functional as fn
 from .config import discount_for, resolve_device
-from .planner import DiffusionPlanner, imagined_value, weight_elites
+from .planner import DiffusionPlanner, imagined_value, mc_score, sample_candidates, weight_elites
 from .world_model import WorldModel
 
 
@@ -122,25 +122,20 @@ class MBDPO:
         idx = torch.randint(z0.shape[0], (S,), device=z0.device)
         z, t = z0[idx], (task[idx] if task is not None else None)
         tau = torch.randint(1, cfg.diffusion_steps, (S,), device=z0.device)
-        abar = self._abar[tau].view(S, 1, 1)
         x = torch.randn(S, H, A, device=z0.device)
         mask = m.action_mask(t)
         if mask is not None:
             x = x * mask.view(S, 1, A)
         with torch.no_grad():
-            eps = torch.randn(S, C, H, A, device=z0.device)
-            cand = (x.unsqueeze(1) / abar.sqrt().unsqueeze(1)
-                    + ((1 - abar) / abar).sqrt().unsqueeze(1) * eps).clamp(-1, 1)
+            cand = sample_candidates(x, self._abar[tau], C)
             if mask is not None:
                 cand = cand * mask.view(S, 1, 1, A)
-            z_rep = z.repeat_interleave(C, dim=0)
             t_rep = t.repeat_interleave(C) if t is not None else None
-            gamma = (self.discounts[t_rep] if t_rep is not None else self.discounts[:1].expand(S * C)).unsqueeze(-1)
-            values = imagined_value(m, z_rep, cand.reshape(S * C, H, A).transpose(0, 1), t_rep, gamma,
-                                    cfg.energy_coef, cfg.episodic)
+            values = imagined_value(m, z.repeat_interleave(C, dim=0), cand.reshape(S * C, H, A).transpose(0, 1),
+                                    t_rep, self.planner.gamma_rows(t_rep, S * C), cfg.energy_coef, cfg.episodic)
             values = torch.nan_to_num(values.view(S, C), nan=0.0)
             target_a, _, _ = weight_elites(values, cand, C, cfg.temperature)
-            target = (-x + abar.sqrt() * target_a) / (1 - abar)
+            target = mc_score(x, target_a, self._abar[tau].view(S, 1, 1))
         pred = m.score(z, x.reshape(S, -1), tau.float(), t)
         return F.mse_loss(pred, target.reshape(S, -1))
 

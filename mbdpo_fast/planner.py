@@ -94,21 +94,29 @@ def weight_elites(values: torch.Tensor, candidates: torch.Tensor, num_elites: in
     return (w.view(E, -1, 1, 1) * elites).sum(1), w, elite_idx
 
 
-def score_update(x: torch.Tensor, target: torch.Tensor, abar: float, alpha: float,
+def mc_score(x: torch.Tensor, target: torch.Tensor, abar: float | torch.Tensor) -> torch.Tensor:
+    """Section 4 step 6's Monte Carlo score s = (-x + sqrt(abar) * target) / (1 - abar).
+    abar: a float, or a tensor broadcasting against x (per-row noise levels)."""
+    return (-x + abar ** 0.5 * target) / (1 - abar)
+
+
+def score_update(x: torch.Tensor, target: torch.Tensor | None, abar: float, alpha: float,
                  score: torch.Tensor | None = None) -> torch.Tensor:
-    """Section 4 step 6: s = (-x + sqrt(abar) * target) / (1 - abar) (or a given score);
-    x <- (x + (1 - abar) s) / sqrt(alpha)."""
+    """Section 4 step 6: x <- (x + (1 - abar) s) / sqrt(alpha), s the Monte Carlo score of
+    `target` or a given score (the score network's)."""
     if score is None:
-        score = (-x + math.sqrt(abar) * target) / (1 - abar)
+        score = mc_score(x, target, abar)
     return (x + (1 - abar) * score) / math.sqrt(alpha)
 
 
-def sample_candidates(x: torch.Tensor, abar: float, num: int, generator=None) -> torch.Tensor:
+def sample_candidates(x: torch.Tensor, abar: float | torch.Tensor, num: int) -> torch.Tensor:
     """Section 4 step 1: a0_i = clip(x / sqrt(abar) + sqrt((1 - abar) / abar) eps_i, -1, 1).
-    x [E, H, A] -> [E, num, H, A]."""
+    x [E, H, A] -> [E, num, H, A]; abar a float or an [E] tensor (one noise level per row)."""
     E, H, A = x.shape
-    eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype, generator=generator)
-    return (x.unsqueeze(1) / math.sqrt(abar) + math.sqrt((1 - abar) / abar) * eps).clamp(-1, 1)
+    if torch.is_tensor(abar):
+        abar = abar.view(E, 1, 1, 1)
+    eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype)
+    return (x.unsqueeze(1) / abar ** 0.5 + ((1 - abar) / abar) ** 0.5 * eps).clamp(-1, 1)
 
 
 class DiffusionPlanner:
@@ -156,7 +164,7 @@ class DiffusionPlanner:
             task_rep = task.repeat_interleave(N) if task is not None else None
             z_pi = z0.repeat_interleave(P, dim=0)
             task_pi = task.repeat_interleave(P) if task is not None else None
-            gamma = self._gamma(task_rep, E * N)
+            gamma = self.gamma_rows(task_rep, E * N)
             for tau in range(K - 1, 0, -1):
                 cand = sample_candidates(x, sch.abar[tau], N)
                 if P > 0:
@@ -183,7 +191,8 @@ class DiffusionPlanner:
             return action, plan, info
         return action, plan
 
-    def _gamma(self, task: torch.Tensor | None, rows: int) -> torch.Tensor:
+    def gamma_rows(self, task: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """Per-row discount [rows, 1]: the task's (multi-task) or the single task's."""
         if task is None:
             return self.discounts[:1].expand(rows).unsqueeze(-1)
         return self.discounts[task].unsqueeze(-1)

@@ -205,3 +205,15 @@ def test_planner_survives_nan_values(monkeypatch):
     p = DiffusionPlanner(cfg, model)
     action, plan = p.plan(model.encode(torch.randn(2, 7)), p.initial_plan(2))
     assert torch.isfinite(plan).all() and torch.isfinite(action).all()
+
+
+def test_per_row_noise_levels_match_the_scalar_path():
+    x = torch.rand(2, 3, 2) - 0.5
+    torch.manual_seed(4)
+    a = sample_candidates(x, 0.9, 64)
+    torch.manual_seed(4)
+    b = sample_candidates(x, torch.tensor([0.9, 0.9]), 64)
+    torch.testing.assert_close(a, b)
+    c = sample_candidates(torch.zeros(2, 3, 2), torch.tensor([0.999, 0.5]), 20000)
+    assert c[0].std().item() == pytest.approx(math.sqrt(0.001 / 0.999), rel=0.05)
+    assert c[1].std().item() > 0.5  # much wider (then clipped)
