@@ -12,7 +12,7 @@ ARGS ?=
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= disable
 
-.PHONY: install train test test-fast clean
+.PHONY: install train test test-fast test-mjx-all suites venv-metaworld venv-myosuite clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,17 +20,34 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q "$(TORCH_SPEC)")
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,mjx]"
 
 train: install
 	$(BIN)/python -m mbdpo_fast.train task=$(TASK) \
 	  profile=$$($(BIN)/python -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu_small')") $(ARGS)
 
-test: install
+test: install suites
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not mjx_all"
+
+test-mjx-all: install   # construct and step every MJX task (~30 min on a 2-core CPU)
+	$(BIN)/python -m pytest -q -m mjx_all tests/test_mjx_env.py
+
+# MetaWorld and MyoSuite pin MuJoCo/gymnasium versions that cannot share .venv: each gets its own
+# interpreter, which runs that suite's worker processes (see mbdpo_fast/envs/__init__.py).
+suites: venv-metaworld venv-myosuite
+
+venv-metaworld: .venv-metaworld/bin/python
+.venv-metaworld/bin/python:
+	$(PY) -m venv .venv-metaworld
+	.venv-metaworld/bin/python -m pip install -q "metaworld==3.1.1" "mujoco==3.3.0" "gymnasium==1.4.0" "numpy>=2,<3" packaging
+
+venv-myosuite: .venv-myosuite/bin/python
+.venv-myosuite/bin/python:
+	$(PY) -m venv .venv-myosuite
+	.venv-myosuite/bin/python -m pip install -q "myosuite==3.0.0" "mujoco==4.0.0" "gymnasium==1.2.3" "myo-sim==0.2.3" "numpy>=2,<3"
 
 clean:
-	rm -rf $(VENV) runs outputs .pytest_cache
+	rm -rf $(VENV) .venv-metaworld .venv-myosuite runs outputs .pytest_cache

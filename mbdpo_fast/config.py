@@ -47,9 +47,9 @@ class Config:
     resume: bool = False
     profile: str = "paper"  # name of the profile group that was applied (informational)
 
-    # --- environment (TD-MPC2 DMControl conventions) -------------------------------------------
-    action_repeat: int = 2
-    episode_length: int = 500  # agent steps per episode
+    # --- environment (TD-MPC2 conventions; -1: the suite's default, resolved from the env) -------
+    action_repeat: int = -1  # dm_control 2, MetaWorld 2, MyoSuite 1
+    episode_length: int = -1  # agent steps per episode: dm_control 500, MetaWorld 100, MyoSuite 100
     episodic: bool = False  # only episodic tasks train/use the termination head
 
     # --- training schedule ---------------------------------------------------------------------
@@ -171,10 +171,12 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def finalize(cfg: DictConfig, obs_dim: int, action_dim: int) -> DictConfig:
+def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int | None = None,
+             episode_length: int | None = None) -> DictConfig:
     """Fill the derived fields in place (and return cfg); raise ConfigError on invalid values.
 
-    obs_dim / action_dim come from the environment (padded maxima in multi-task mode).
+    obs_dim / action_dim come from the environment (padded maxima in multi-task mode), as do the
+    suite's action repeat and episode length where the config leaves them at -1.
     """
     _require(cfg.model_size in MODEL_SIZE,
              f"model_size={cfg.model_size} is not a preset; choose one of {sorted(MODEL_SIZE)}")
@@ -184,6 +186,10 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int) -> DictConfig:
                 cfg[key] = value
         cfg.obs_dim = int(obs_dim)
         cfg.action_dim = int(action_dim)
+        if cfg.action_repeat < 0:
+            cfg.action_repeat = int(action_repeat) if action_repeat is not None else 2
+        if cfg.episode_length < 0:
+            cfg.episode_length = int(episode_length) if episode_length is not None else 500
         if cfg.seed_steps < 0:
             cfg.seed_steps = max(1000, 5 * cfg.episode_length)
         cfg.discount = discount_for(cfg.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
@@ -215,3 +221,8 @@ def suggest(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     return f" Did you mean {' or '.join(close)}?" if close else ""
 
+
+
+def unset_to_none(value: int) -> int | None:
+    """-1 (\"the suite's default\") as None for the environment constructors."""
+    return None if value < 0 else int(value)

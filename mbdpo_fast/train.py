@@ -15,11 +15,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .agent import seed_everything
 from .checkpoint import load_checkpoint
 from .cli import user_errors
-from .config import ConfigError, finalize, register_schema
+from .config import ConfigError, finalize, register_schema, unset_to_none
 from .envs import make_env
 from .trainers.online import CHECKPOINT_NAME, OnlineTrainer
 
 register_schema()
+
+
+def build_envs(cfg: DictConfig):
+    """The training and evaluation environments of cfg.task; finalizes cfg from them."""
+    repeat, length = unset_to_none(cfg.action_repeat), unset_to_none(cfg.episode_length)
+    env = make_env(cfg.task, cfg.seed, repeat, length)
+    eval_env = make_env(cfg.task, cfg.seed + 1, repeat, length)
+    finalize(cfg, env.obs_dim, env.action_dim, env.action_repeat, env.episode_length)
+    return env, eval_env
 
 
 def run(cfg: DictConfig) -> dict:
@@ -32,9 +41,7 @@ def run(cfg: DictConfig) -> dict:
         step = load_checkpoint(ckpt)["trainer"]["step"]
         raise ConfigError(f"{work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
                           f"it, or choose another exp_name/seed for a new run")
-    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
-    eval_env = make_env(cfg.task, cfg.seed + 1, cfg.action_repeat, cfg.episode_length)
-    finalize(cfg, env.obs_dim, env.action_dim)
+    env, eval_env = build_envs(cfg)
     seed_everything(cfg.seed)
     trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
     if cfg.resume and ckpt.exists():

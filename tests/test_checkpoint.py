@@ -5,8 +5,7 @@ import torch
 from mbdpo_fast import checkpoint as ckpt_mod
 from mbdpo_fast.agent import seed_everything
 from mbdpo_fast.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from mbdpo_fast.config import finalize
-from mbdpo_fast.envs import make_env
+from mbdpo_fast.train import build_envs
 from mbdpo_fast.trainers.online import OnlineTrainer
 
 from helpers import TINY, compose_cfg
@@ -14,9 +13,7 @@ from helpers import TINY, compose_cfg
 
 def make_trainer(tmp_path, extra=()):
     cfg = compose_cfg(TINY + ["steps=80", "eval_freq=1000", "checkpoint_freq=50", *extra], tmp_path)
-    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
-    eval_env = make_env(cfg.task, cfg.seed + 1, cfg.action_repeat, cfg.episode_length)
-    finalize(cfg, env.obs_dim, env.action_dim)
+    env, eval_env = build_envs(cfg)
     seed_everything(cfg.seed)
     return OnlineTrainer(cfg, env, eval_env, tmp_path)
 

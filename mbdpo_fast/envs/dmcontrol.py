@@ -17,6 +17,19 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 _DOMAIN_ALIASES = {"ball_in_cup": "cup", "point_mass": "pointmass", "humanoid_CMU": "cmuhumanoid"}
 
 
+# TD-MPC2's 39 DMControl tasks: 28 from dm_control's suite and its 11 custom ones.
+TDMPC2_DMC_TASKS = (
+    "acrobot-swingup", "cartpole-balance", "cartpole-balance-sparse", "cartpole-swingup",
+    "cartpole-swingup-sparse", "cheetah-run", "cup-catch", "dog-run", "dog-stand", "dog-trot", "dog-walk",
+    "finger-spin", "finger-turn-easy", "finger-turn-hard", "fish-swim", "hopper-hop", "hopper-stand",
+    "humanoid-run", "humanoid-stand", "humanoid-walk", "pendulum-swingup", "quadruped-run", "quadruped-walk",
+    "reacher-easy", "reacher-hard", "walker-run", "walker-stand", "walker-walk",
+    "cheetah-run-backwards", "cheetah-run-front", "cheetah-run-back", "cheetah-jump", "walker-walk-backwards",
+    "walker-run-backwards", "hopper-hop-backwards", "reacher-three-easy", "reacher-three-hard", "cup-spin",
+    "pendulum-spin",
+)
+
+
 def suite_tasks() -> dict[str, tuple[str, str]]:
     """TD-MPC2 name -> (dm_control domain, task) for every task of dm_control's suite."""
     from dm_control import suite
@@ -28,6 +41,27 @@ def suite_tasks() -> dict[str, tuple[str, str]]:
     return out
 
 
+def dmc_task_names() -> list[str]:
+    """Every task this adapter can build: dm_control's suite plus TD-MPC2's custom tasks."""
+    from .custom_tasks import CUSTOM_TASKS
+
+    return sorted(set(suite_tasks()) | set(CUSTOM_TASKS))
+
+
+def load_dmc(task: str, seed: int):
+    """The dm_control Environment of a TD-MPC2 task name (KeyError if unknown)."""
+    from .custom_tasks import CUSTOM_TASKS
+
+    if task in CUSTOM_TASKS:
+        from . import dmc_custom
+
+        return dmc_custom.load(task, seed)
+    domain, name = suite_tasks()[task]
+    from dm_control import suite
+
+    return suite.load(domain, name, task_kwargs={"random": seed}, visualize_reward=False)
+
+
 class DMControlEnv:
     """One dm_control task. reset() -> obs [obs_dim]; step(a [A]) -> obs, reward, terminated,
     truncated, info (numpy float32 observations, float reward)."""
@@ -35,20 +69,19 @@ class DMControlEnv:
     suite_name = "dmcontrol"
 
     def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 500):
-        from dm_control import suite
-
-        tasks = suite_tasks()
-        if task not in tasks:
-            raise KeyError(task)
-        domain, name = tasks[task]
         self.task = task
-        self._env = suite.load(domain, name, task_kwargs={"random": seed}, visualize_reward=False)
+        self._env = load_dmc(task, seed)
         spec = self._env.action_spec()
         self._lo, self._hi = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         self.action_dim = int(spec.shape[0])
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
         self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
         self._t = 0
+
+    @property
+    def physics(self):
+        """dm_control Physics (parity tests set states through it)."""
+        return self._env.physics
 
     @property
     def random_state(self) -> np.random.RandomState:

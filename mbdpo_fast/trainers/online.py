@@ -60,7 +60,7 @@ def np_rng_from_tensors(rs: np.random.RandomState, s: dict) -> None:
 def evaluate_agent(agent: MBDPO, env, episodes: int, seed: int | None = None) -> dict:
     """Run `episodes` episodes with the planner in eval mode (no action noise).
     Returns {"reward": mean return, "returns": [...], "success": mean success or None}."""
-    if seed is not None:
+    if seed is not None and hasattr(env, "random_state"):
         env.random_state.seed(seed)
     returns, successes = [], []
     dev = agent.device
@@ -111,7 +111,11 @@ class OnlineTrainer:
             "agent": self.agent.state_dict(),
             "trainer": {"step": self.step, "episode": self.episode, "elapsed": self.elapsed,
                         "last_eval": -1 if self.last_eval is None else self.last_eval,
-                        "rng": rng_state(self.device), "env_rng": np_rng_to_tensors(self.env.random_state)},
+                        "rng": rng_state(self.device),
+                        # Envs in worker processes (MetaWorld, MyoSuite) expose no RNG: their resume
+                        # continues with fresh worker seeds instead of the saved stream.
+                        "env_rng": (np_rng_to_tensors(self.env.random_state) if hasattr(self.env, "random_state")
+                                    else None)},
             "replay_file": replay_file,
         }
         atomic_save(payload, self.checkpoint_path)
@@ -131,7 +135,8 @@ class OnlineTrainer:
         self.step, self.episode, self.elapsed = int(tr["step"]), int(tr["episode"]), float(tr["elapsed"])
         self.last_eval = None if int(tr["last_eval"]) < 0 else int(tr["last_eval"])
         set_rng_state(tr["rng"], self.device)
-        np_rng_from_tensors(self.env.random_state, tr["env_rng"])
+        if tr.get("env_rng") is not None and hasattr(self.env, "random_state"):
+            np_rng_from_tensors(self.env.random_state, tr["env_rng"])
         if payload.get("replay_file"):
             state = safe_load(Path(path).parent / payload["replay_file"], what="replay file")
             try:

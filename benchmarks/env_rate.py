@@ -1,0 +1,169 @@
+"""Environment throughput: the bridged MJX env (JAX step + DLPack both ways, torch actions in and
+observations out) against pure-JAX baselines of the same jitted step, and the CPU suites in
+worker processes.
+
+    python benchmarks/env_rate.py --tasks cheetah-run walker-run humanoid-run --envs 256 1024 4096 16384
+    python benchmarks/env_rate.py --cpu-suites --workers 1 2 8        # AsyncVecEnv (dm_control)
+
+Baselines (both reported; the bridge is compared with the faster one): a Python loop calling the
+same jitted batched step with actions drawn in JAX, and one `lax.scan` over the same steps.
+Every rate is env-steps/s = agent steps x E / seconds, after a warm-up that includes compilation
+(compile seconds are reported separately). Rows append to --csv with GPU name, date and commit.
+On a machine without a GPU it runs small sizes on the CPU and says so in every row.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+
+def commit() -> str:
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+
+
+def write_rows(path: str | None, rows: list[dict]) -> None:
+    if not path or not rows:
+        return
+    p = Path(path)
+    new = not p.exists()
+    with open(p, "a", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) -> dict:
+    import jax
+
+    from mbdpo_fast.envs_gpu import make_mjx_env
+
+    t0 = time.perf_counter()
+    env = make_mjx_env(task, E, seed=0, device=device, impl=impl)
+    obs = env.reset()
+    compile_s = time.perf_counter() - t0
+    A = env.action_dim
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    # 1. bridged: torch actions -> DLPack -> jitted step -> DLPack -> torch observations
+    for _ in range(3):
+        obs, *_ = env.step(torch.rand(E, A, device=device) * 2 - 1)
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        obs, r, *_ = env.step(torch.rand(E, A, device=device) * 2 - 1)
+        obs.sum()  # the observation is used on the torch side, as a trainer would
+    sync()
+    bridged = steps * E / (time.perf_counter() - t)
+    assert env.trace_counts["step"] == 1, "the step re-traced during timing"
+
+    # 2. pure-JAX Python loop over the same jitted step, actions drawn in JAX
+    step_fn, carry = env._step_fn, env._carry
+    draw = jax.jit(lambda k: (jax.random.split(k)[0], jax.random.uniform(jax.random.split(k)[1], (E, A), minval=-1, maxval=1)),
+                   device=env.jax_device)
+    key = jax.device_put(jax.random.PRNGKey(1), env.jax_device)
+    for _ in range(3):
+        key, a = draw(key)
+        carry, out = step_fn(carry, a)
+    jax.block_until_ready(out)
+    t = time.perf_counter()
+    for _ in range(steps):
+        key, a = draw(key)
+        carry, out = step_fn(carry, a)
+    jax.block_until_ready(out)
+    loop = steps * E / (time.perf_counter() - t)
+
+    # 3. one lax.scan over the same steps
+    def scanned(carry, key):
+        def body(c, k):
+            a = jax.random.uniform(k, (E, A), minval=-1, maxval=1)
+            c, out = env._step_batch(c, a)
+            return c, out["reward"].mean()
+        return jax.lax.scan(body, carry, jax.random.split(key, steps))
+
+    scan_fn = jax.jit(scanned, device=env.jax_device)
+    t = time.perf_counter()
+    jax.block_until_ready(scan_fn(carry, key))
+    scan_compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    jax.block_until_ready(scan_fn(carry, key))
+    scan = steps * E / (time.perf_counter() - t)
+    best = max(loop, scan)
+    return {"task": task, "E": E, "steps": steps, "bridged_steps_per_s": round(bridged),
+            "jax_loop_steps_per_s": round(loop), "jax_scan_steps_per_s": round(scan),
+            "bridged_over_best_baseline": round(bridged / best, 3), "compile_s": round(compile_s, 1),
+            "scan_compile_s": round(scan_compile_s, 1), "impl": impl}
+
+
+def bench_cpu_suite(task: str, workers: int, steps: int) -> dict:
+    from mbdpo_fast.envs.vector import AsyncVecEnv
+
+    env = AsyncVecEnv(task, workers, seed=0)
+    env.reset()
+    for _ in range(5):
+        env.step(torch.rand(workers, env.action_dim) * 2 - 1)
+    t = time.perf_counter()
+    for _ in range(steps):
+        env.step(torch.rand(workers, env.action_dim) * 2 - 1)
+    rate = steps * workers / (time.perf_counter() - t)
+    env.close()
+    return {"task": task, "workers": workers, "steps": steps, "agent_steps_per_s": round(rate, 1),
+            "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", nargs="+", default=["cheetah-run", "walker-run", "humanoid-run"])
+    ap.add_argument("--envs", nargs="+", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--impl", default="jax")
+    ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
+    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2, 8])
+    ap.add_argument("--csv", default=None)
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = device.type == "cuda"
+    stamp = {"date": dt.date.today().isoformat(), "commit": commit(), "device": device_name(device)}
+    rows = []
+    if args.cpu_suites:
+        for task in args.tasks:
+            for w in args.workers:
+                row = {**stamp, **bench_cpu_suite(task, w, args.steps or 500)}
+                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                rows.append(row)
+    else:
+        envs = args.envs or ([256, 1024, 4096, 16384] if gpu else [16, 64])
+        steps = args.steps or (200 if gpu else 20)
+        for task in args.tasks:
+            for E in envs:
+                row = {**stamp, **bench_mjx(task, E, steps, device, args.impl),
+                       "sizes": "full (GPU)" if gpu else "small (CPU smoke run, not a GPU measurement)"}
+                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                rows.append(row)
+    write_rows(args.csv, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Worker process for a CPU suite, run under that suite's own interpreter:
+
+    <suite python> -m mbdpo_fast.envs.suite_worker ADDRESS AUTHKEY_HEX INDEX JSON_ARGS
+
+It connects back to the parent over a multiprocessing.connection socket (never stdout: some
+suites print banners there), builds the task, and serves ("reset",) / ("step", action) /
+("close",) requests. A step that ends an episode resets in the same request (gymnasium's
+same-step auto-reset) and returns the terminal observation and info separately. Imports numpy and
+the suite only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+
+def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
+    from multiprocessing.connection import Client
+
+    conn = Client(address, authkey=authkey)
+    try:
+        from mbdpo_fast.envs.suites import make_suite_env
+
+        env = make_suite_env(args["task"], args["seed"], args.get("action_repeat"), args.get("episode_length"))
+        conn.send(("ready", index, env.obs_dim, env.action_dim))
+    except BaseException:
+        conn.send(("error", index, traceback.format_exc()))
+        conn.close()
+        return
+    while True:
+        msg = conn.recv()
+        try:
+            if msg[0] == "reset":
+                conn.send(("ok", env.reset()))
+            elif msg[0] == "step":
+                obs, reward, terminated, truncated, info = env.step(msg[1])
+                final_obs, final_info = None, None
+                if terminated or truncated:
+                    final_obs, final_info = obs, info
+                    obs = env.reset()
+                conn.send(("ok", (obs, reward, terminated, truncated, info, final_obs, final_info)))
+            elif msg[0] == "close":
+                conn.close()
+                return
+        except BaseException:
+            conn.send(("error", index, traceback.format_exc()))
+
+
+def main() -> None:
+    os.environ.setdefault("MUJOCO_GL", "disable")
+    address, key_hex, index, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+    serve(address, bytes.fromhex(key_hex), index, args)
+
+
+if __name__ == "__main__":
+    main()

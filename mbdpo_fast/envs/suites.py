@@ -1,0 +1,136 @@
+"""MetaWorld and MyoSuite tasks under TD-MPC2's names and conventions.
+
+These run inside worker processes started under each suite's own interpreter (MetaWorld 3 pins
+mujoco 3.3, MyoSuite 3 needs gymnasium < 1.3; neither fits the main environment), so this module
+imports only numpy and the suite itself: no torch, no project config.
+
+Conventions (TD-MPC2):
+- MetaWorld `mw-<name>`: the v3 goal-observable task, goal and object positions re-drawn (seeded)
+  at every reset, one zero-action step after reset (the reset observation is returned), action
+  repeat 2 with rewards summed, 100 agent steps per episode, success = info["success"].
+- MyoSuite `myo-*`: no action repeat, 100 agent steps per episode regardless of the suite's own
+  limits and early terminations (as TD-MPC2's wrapper ignores them), success = info["solved"].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METAWORLD_TASKS = (
+    "assembly", "basketball", "button-press-topdown", "button-press-topdown-wall", "button-press",
+    "button-press-wall", "coffee-button", "coffee-pull", "coffee-push", "dial-turn", "disassemble",
+    "door-open", "door-close", "drawer-close", "drawer-open", "faucet-open", "faucet-close", "hammer",
+    "handle-press-side", "handle-press", "handle-pull-side", "handle-pull", "lever-pull",
+    "peg-insert-side", "peg-unplug-side", "pick-out-of-hole", "pick-place", "pick-place-wall",
+    "plate-slide", "plate-slide-side", "plate-slide-back", "plate-slide-back-side", "push-back", "push",
+    "push-wall", "reach", "reach-wall", "shelf-place", "soccer", "stick-push", "stick-pull", "sweep-into",
+    "sweep", "window-open", "window-close", "bin-picking", "box-close", "door-lock", "door-unlock",
+    "hand-insert",
+)
+
+MYOSUITE_TASKS = {
+    "myo-reach": "myoHandReachFixed-v0", "myo-reach-hard": "myoHandReachRandom-v0",
+    "myo-pose": "myoHandPoseFixed-v0", "myo-pose-hard": "myoHandPoseRandom-v0",
+    "myo-obj-hold": "myoHandObjHoldFixed-v0", "myo-obj-hold-hard": "myoHandObjHoldRandom-v0",
+    "myo-key-turn": "myoHandKeyTurnFixed-v0", "myo-key-turn-hard": "myoHandKeyTurnRandom-v0",
+    "myo-pen-twirl": "myoHandPenTwirlFixed-v0", "myo-pen-twirl-hard": "myoHandPenTwirlRandom-v0",
+}
+
+# suite -> (action repeat, agent steps per episode), TD-MPC2's values.
+SUITE_DEFAULTS = {"dmcontrol": (2, 500), "metaworld": (2, 100), "myosuite": (1, 100)}
+
+
+def suite_of(task: str) -> str:
+    if task.startswith("mw-"):
+        return "metaworld"
+    if task.startswith("myo-"):
+        return "myosuite"
+    return "dmcontrol"
+
+
+class MetaWorldEnv:
+    """reset() -> obs [39]; step(a [4]) -> obs, reward, terminated, truncated, info{"success"}."""
+
+    suite_name, has_success = "metaworld", True
+
+    def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 100):
+        from metaworld import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE as GOAL_OBSERVABLE
+
+        name = task[len("mw-"):]
+        if name not in METAWORLD_TASKS:
+            raise KeyError(task)
+        self.task = task
+        self._env = GOAL_OBSERVABLE[f"{name}-v3-goal-observable"](seed=seed)
+        self._env._freeze_rand_vec = False  # a new goal/object layout at every reset
+        self._env.seeded_rand_vec = True  # drawn from the env's seeded generator
+        self.obs_dim = int(self._env.observation_space.shape[0])
+        self.action_dim = int(self._env.action_space.shape[0])
+        self.action_repeat, self.episode_length = action_repeat, episode_length
+        self._t = 0
+
+    def reset(self) -> np.ndarray:
+        self._t = 0
+        obs, _ = self._env.reset()
+        self._env.step(np.zeros(self.action_dim, dtype=np.float32))
+        return obs.astype(np.float32)
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
+        reward, info = 0.0, {}
+        for _ in range(self.action_repeat):
+            obs, r, _, _, info = self._env.step(a.copy())
+            reward += float(r)
+        self._t += 1
+        return obs.astype(np.float32), reward, False, self._t >= self.episode_length, {"success": float(info["success"])}
+
+
+class MyoSuiteEnv:
+    """reset() -> obs; step(a) -> obs, reward, terminated, truncated, info{"success"}."""
+
+    suite_name, has_success = "myosuite", True
+
+    def __init__(self, task: str, seed: int, action_repeat: int = 1, episode_length: int = 100):
+        import myosuite  # noqa: F401  (registers the environments)
+        from myosuite.utils import gym as gym_utils
+
+        if task not in MYOSUITE_TASKS:
+            raise KeyError(task)
+        self.task = task
+        # The suite's own TimeLimit is lifted to our episode length; its early terminations are
+        # ignored, as TD-MPC2's wrapper does (fixed-length episodes).
+        self._env = gym_utils.make(MYOSUITE_TASKS[task], max_episode_steps=episode_length + 1)
+        self._seed = seed
+        self.obs_dim = int(self._env.observation_space.shape[0])
+        self.action_dim = int(self._env.action_space.shape[0])
+        self.action_repeat, self.episode_length = action_repeat, episode_length
+        self._t = 0
+
+    def reset(self) -> np.ndarray:
+        self._t = 0
+        obs, _ = self._env.reset(seed=self._seed)
+        self._seed = None  # seed the first reset only; later resets continue the stream
+        return np.asarray(obs, dtype=np.float32)
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
+        reward, info = 0.0, {}
+        for _ in range(self.action_repeat):
+            obs, r, _, _, info = self._env.step(a.copy())
+            reward += float(r)
+        self._t += 1
+        return (np.asarray(obs, dtype=np.float32), reward, False, self._t >= self.episode_length,
+                {"success": float(bool(info["solved"]))})
+
+
+def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
+    """Any task by name, in this process (KeyError if unknown to its suite)."""
+    suite = suite_of(task)
+    repeat, length = SUITE_DEFAULTS[suite]
+    repeat = repeat if action_repeat is None else action_repeat
+    length = length if episode_length is None else episode_length
+    if suite == "metaworld":
+        return MetaWorldEnv(task, seed, repeat, length)
+    if suite == "myosuite":
+        return MyoSuiteEnv(task, seed, repeat, length)
+    from .dmcontrol import DMControlEnv
+
+    return DMControlEnv(task, seed, repeat, length)

@@ -1,0 +1,111 @@
+"""CPU suites as one batched environment of E worker processes, exposing the same interface as
+envs_gpu.MJXVecEnv on torch tensors:
+
+    reset() -> obs [E, obs_dim];  step(actions [E, A]) -> obs, reward, terminated, truncated, info
+    info: terminal_obs [E, obs_dim], episode_return [E], episode_length [E], done [E] (and success [E]
+    for suites that report it); envs that ended are reset in the same step (auto-reset).
+
+dm_control workers are gymnasium's AsyncVectorEnv, started with `forkserver` (default) or `spawn`,
+never `fork` (a forked child of a process that has started JAX or CUDA can deadlock). MetaWorld
+and MyoSuite workers run under their suites' own interpreters (SubprocessVectorEnv); both
+backends follow gymnasium's same-step auto-reset, so the conversion below serves both.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+class GymTask(gym.Env):
+    """A single in-process CPU task (the adapters' reset/step API) as a gymnasium Env for workers."""
+
+    def __init__(self, task: str, seed: int, action_repeat: int | None, episode_length: int | None):
+        from .suites import make_suite_env
+
+        self.env = make_suite_env(task, seed, action_repeat, episode_length)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.env.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.env.action_dim,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.env.random_state.seed(seed)
+        return self.env.reset(), {}
+
+    def step(self, action):
+        return self.env.step(action)
+
+
+def _make(task, seed, action_repeat, episode_length):
+    return GymTask(task, seed, action_repeat, episode_length)
+
+
+class AsyncVecEnv:
+    def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int | None = None,
+                 episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver"):
+        from . import _check_task, suite_python
+        from .suites import suite_of
+
+        if context not in ("forkserver", "spawn"):
+            raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
+                             f"start can deadlock)")
+        _check_task(task)
+        self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
+        suite = suite_of(task)
+        self.has_success = suite != "dmcontrol"
+        if suite == "dmcontrol":
+            fns = [partial(_make, task, seed + i, action_repeat, episode_length) for i in range(self.num_envs)]
+            self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
+                                                 autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        else:
+            from .subprocess_vector import SubprocessVectorEnv
+
+            self.vec = SubprocessVectorEnv(task, self.num_envs, seed, suite_python(suite), action_repeat, episode_length)
+        self.obs_dim = int(self.vec.single_observation_space.shape[0])
+        self.action_dim = int(self.vec.single_action_space.shape[0])
+        self._seed = seed
+        self._ret = np.zeros(self.num_envs)
+        self._len = np.zeros(self.num_envs, dtype=np.int64)
+
+    def _t(self, x, dtype=torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+    def reset(self) -> torch.Tensor:
+        obs, _ = self.vec.reset(seed=self._seed)
+        self._ret[:] = 0
+        self._len[:] = 0
+        return self._t(obs)
+
+    def step(self, actions: torch.Tensor):
+        if tuple(actions.shape) != (self.num_envs, self.action_dim):
+            raise ValueError(f"actions must be [{self.num_envs}, {self.action_dim}], got {list(actions.shape)}")
+        obs, reward, terminated, truncated, info = self.vec.step(actions.detach().cpu().numpy().astype(np.float32))
+        done = np.logical_or(terminated, truncated)
+        self._ret += reward
+        self._len += 1
+        terminal = np.array(obs, copy=True)
+        if done.any():
+            for i in np.flatnonzero(done):
+                terminal[i] = info["final_obs"][i]
+        out = {"terminal_obs": self._t(terminal), "episode_return": self._t(self._ret.copy()),
+               "episode_length": self._t(self._len.copy(), torch.int64), "done": self._t(done, torch.bool)}
+        if self.has_success:
+            success = np.asarray(info.get("success", np.zeros(self.num_envs)), dtype=np.float32).copy()
+            if done.any():
+                final = info["final_info"]
+                success[done] = np.asarray(final["success"], dtype=np.float32)[done]
+            out["success"] = self._t(success)
+        self._ret[done] = 0
+        self._len[done] = 0
+        return self._t(obs), self._t(reward), self._t(terminated, torch.bool), self._t(truncated, torch.bool), out
+
+    def close(self) -> None:
+        self.vec.close()
+
+    def __del__(self):
+        try:
+            self.vec.close()
+        except Exception:
+            pass

@@ -1,0 +1,36 @@
+"""Batched MJX environments (MuJoCo Playground's DM Control Suite and TD-MPC2's custom tasks) on
+torch tensors. Importing this package stops JAX from preallocating 75% of the GPU, so that JAX
+and PyTorch share one device; JAX reads the setting when its GPU backend first starts, so import
+this package before the first JAX computation (a user's XLA_PYTHON_CLIENT_MEM_FRACTION or
+XLA_PYTHON_CLIENT_PREALLOCATE wins)."""
+from __future__ import annotations
+
+import os
+
+if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,
+                 impl: str = "jax", device="cpu"):
+    """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks or a missing stack."""
+    from ..config import ConfigError, suggest
+
+    try:
+        from .tasks import mjx_task_names
+        from .vec_env import MJXVecEnv
+    except ImportError as exc:
+        raise ConfigError(f"MJX environments need the gpu extra (jax, mujoco-mjx, playground): "
+                          f"pip install 'mbdpo_fast[gpu]' ({exc})") from None
+    names = mjx_task_names()
+    if task not in names:
+        raise ConfigError(f"unknown MJX task {task!r}.{suggest(task, names)} MJX tasks: {', '.join(names)}")
+    if impl not in ("jax", "warp"):
+        raise ConfigError(f"impl={impl!r}: use jax or warp")
+    if impl == "warp":
+        try:
+            import warp  # noqa: F401
+        except ImportError:
+            raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang); impl=jax works everywhere") from None
+    return MJXVecEnv(task, num_envs, seed=seed, action_repeat=action_repeat, episode_length=episode_length,
+                     impl=impl, device=device)

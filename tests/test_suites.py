@@ -1,0 +1,94 @@
+"""MetaWorld and MyoSuite through worker processes under their own interpreters (tested where the
+suite's environment is installed: `make suites`), and clear errors where it is not."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from mbdpo_fast import envs as envs_mod
+from mbdpo_fast.config import ConfigError
+from mbdpo_fast.envs import make_env, suite_python
+from mbdpo_fast.envs.subprocess_vector import SubprocessVectorEnv, WorkerError
+from mbdpo_fast.envs.vector import AsyncVecEnv
+
+
+def installed(suite):
+    try:
+        return suite_python(suite)
+    except ConfigError:
+        return None
+
+
+needs_metaworld = pytest.mark.skipif(installed("metaworld") is None, reason="MetaWorld environment not installed (make venv-metaworld)")
+needs_myosuite = pytest.mark.skipif(installed("myosuite") is None, reason="MyoSuite environment not installed (make venv-myosuite)")
+
+
+def run_episode(vec, steps):
+    vec.reset()
+    for t in range(1, steps + 1):
+        obs, r, term, trunc, info = vec.step(torch.rand(vec.num_envs, vec.action_dim) * 2 - 1)
+        assert torch.isfinite(obs).all() and torch.isfinite(r).all()
+        assert set(info["success"].unique().tolist()) <= {0.0, 1.0}
+        assert bool(trunc.all()) == (t == steps) and not term.any()
+    return obs, info
+
+
+@needs_metaworld
+def test_metaworld_vector_env():
+    vec = AsyncVecEnv("mw-reach", 2, seed=1)
+    try:
+        assert (vec.obs_dim, vec.action_dim) == (39, 4) and vec.has_success
+        obs, info = run_episode(vec, 100)  # TD-MPC2: 100 agent steps of 2 repeats
+        assert info["done"].all() and info["episode_length"].tolist() == [100, 100]
+        assert not torch.allclose(obs, info["terminal_obs"])
+        # goals are re-drawn every reset (the last 3 entries of the observation)
+        first_goal = obs[:, -3:].clone()
+        obs, _ = run_episode(vec, 100)
+        assert not torch.allclose(obs[:, -3:], first_goal)
+    finally:
+        vec.close()
+
+
+@needs_metaworld
+def test_metaworld_single_env_for_the_online_trainer():
+    env = make_env("mw-pick-place", 3)
+    try:
+        assert env.action_repeat == 2 and env.episode_length == 100
+        o = env.reset()
+        for t in range(100):
+            o, r, term, trunc, info = env.step(np.zeros(4))
+        assert trunc and "success" in info and o.shape == (39,)
+        assert env.reset().shape == (39,)
+    finally:
+        env.close()
+
+
+@needs_myosuite
+def test_myosuite_vector_env():
+    vec = AsyncVecEnv("myo-pen-twirl", 2, seed=0)  # the suite's own limit (50) is lifted to 100
+    try:
+        assert vec.obs_dim == 83 and vec.action_dim == 39 and vec.has_success
+        _, info = run_episode(vec, 100)
+        assert info["episode_length"].tolist() == [100, 100]
+    finally:
+        vec.close()
+
+
+def test_missing_suite_names_the_fix(monkeypatch):
+    monkeypatch.setattr(envs_mod, "SUITE_VENV", {"metaworld": ("MBDPO_TEST_NO_SUCH_VAR", ".venv-nonexistent", "make venv-metaworld")})
+    monkeypatch.delenv("MBDPO_TEST_NO_SUCH_VAR", raising=False)
+    with pytest.raises(ConfigError, match="run `make venv-metaworld`"):
+        make_env("mw-reach", 0)
+    monkeypatch.setenv("MBDPO_TEST_NO_SUCH_VAR", "/no/such/python")
+    with pytest.raises(ConfigError, match="does not exist"):
+        suite_python("metaworld")
+    with pytest.raises(ConfigError, match="unknown task 'mw-rech'. Did you mean mw-reach"):
+        make_env("mw-rech", 0)
+
+
+def test_worker_errors_carry_the_traceback(tmp_path):
+    # a worker (here under this interpreter) that cannot build its task reports why
+    import sys
+    with pytest.raises(WorkerError, match="KeyError|No module named"):
+        SubprocessVectorEnv("mw-not-a-task", 1, 0, sys.executable, start_timeout=60)
