@@ -1,0 +1,19 @@
+"""docs/mjx_physics.md is the current list of physics-setting differences (regenerate it with
+`python -m mbdpo_fast.envs_gpu.physics_diff > docs/mjx_physics.md`)."""
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mujoco_playground")
+
+from mbdpo_fast.envs_gpu.physics_diff import differences, markdown  # noqa: E402
+
+
+def test_doc_is_current():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "mjx_physics.md"
+    assert doc.read_text() == markdown(), "regenerate docs/mjx_physics.md"
+
+
+def test_known_differences_are_detected():
+    assert "timestep: 0.002 -> 0.003" in differences("swimmer-swimmer6")
+    assert any(d.startswith("iterations: 100 -> ") for d in differences("cheetah-run"))
