@@ -47,10 +47,34 @@ def suite_of(task: str) -> str:
     return "dmcontrol"
 
 
-class MetaWorldEnv:
+class _RepeatedSuiteEnv:
+    """Shared step of the suite adapters: `action_repeat` raw steps with rewards summed, truncation
+    after `episode_length` agent steps, the suite's own terminations ignored (TD-MPC2). Subclasses
+    set `_env` and define `_success(info) -> float`."""
+
+    has_success = True
+
+    def _init_dims(self, action_repeat: int, episode_length: int) -> None:
+        self.obs_dim = int(self._env.observation_space.shape[0])
+        self.action_dim = int(self._env.action_space.shape[0])
+        self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
+        self._t = 0
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
+        reward, info = 0.0, {}
+        for _ in range(self.action_repeat):
+            obs, r, _, _, info = self._env.step(a.copy())
+            reward += float(r)
+        self._t += 1
+        return (np.asarray(obs, dtype=np.float32), reward, False, self._t >= self.episode_length,
+                {"success": self._success(info)})
+
+
+class MetaWorldEnv(_RepeatedSuiteEnv):
     """reset() -> obs [39]; step(a [4]) -> obs, reward, terminated, truncated, info{"success"}."""
 
-    suite_name, has_success = "metaworld", True
+    suite_name = "metaworld"
 
     def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 100):
         from metaworld import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE as GOAL_OBSERVABLE
@@ -62,10 +86,10 @@ class MetaWorldEnv:
         self._env = GOAL_OBSERVABLE[f"{name}-v3-goal-observable"](seed=seed)
         self._env._freeze_rand_vec = False  # a new goal/object layout at every reset
         self._env.seeded_rand_vec = True  # drawn from the env's seeded generator
-        self.obs_dim = int(self._env.observation_space.shape[0])
-        self.action_dim = int(self._env.action_space.shape[0])
-        self.action_repeat, self.episode_length = action_repeat, episode_length
-        self._t = 0
+        self._init_dims(action_repeat, episode_length)
+
+    def _success(self, info: dict) -> float:
+        return float(info["success"])
 
     def reset(self) -> np.ndarray:
         self._t = 0
@@ -73,20 +97,12 @@ class MetaWorldEnv:
         self._env.step(np.zeros(self.action_dim, dtype=np.float32))
         return obs.astype(np.float32)
 
-    def step(self, action):
-        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
-        reward, info = 0.0, {}
-        for _ in range(self.action_repeat):
-            obs, r, _, _, info = self._env.step(a.copy())
-            reward += float(r)
-        self._t += 1
-        return obs.astype(np.float32), reward, False, self._t >= self.episode_length, {"success": float(info["success"])}
 
 
-class MyoSuiteEnv:
+class MyoSuiteEnv(_RepeatedSuiteEnv):
     """reset() -> obs; step(a) -> obs, reward, terminated, truncated, info{"success"}."""
 
-    suite_name, has_success = "myosuite", True
+    suite_name = "myosuite"
 
     def __init__(self, task: str, seed: int, action_repeat: int = 1, episode_length: int = 100):
         import myosuite  # noqa: F401  (registers the environments)
@@ -99,26 +115,16 @@ class MyoSuiteEnv:
         # ignored, as TD-MPC2's wrapper does (fixed-length episodes).
         self._env = gym_utils.make(MYOSUITE_TASKS[task], max_episode_steps=episode_length + 1)
         self._seed = seed
-        self.obs_dim = int(self._env.observation_space.shape[0])
-        self.action_dim = int(self._env.action_space.shape[0])
-        self.action_repeat, self.episode_length = action_repeat, episode_length
-        self._t = 0
+        self._init_dims(action_repeat, episode_length)
+
+    def _success(self, info: dict) -> float:
+        return float(bool(info["solved"]))
 
     def reset(self) -> np.ndarray:
         self._t = 0
         obs, _ = self._env.reset(seed=self._seed)
         self._seed = None  # seed the first reset only; later resets continue the stream
         return np.asarray(obs, dtype=np.float32)
-
-    def step(self, action):
-        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
-        reward, info = 0.0, {}
-        for _ in range(self.action_repeat):
-            obs, r, _, _, info = self._env.step(a.copy())
-            reward += float(r)
-        self._t += 1
-        return (np.asarray(obs, dtype=np.float32), reward, False, self._t >= self.episode_length,
-                {"success": float(bool(info["solved"]))})
 
 
 def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
