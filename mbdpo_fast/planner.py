@@ -42,8 +42,10 @@ def discount_tensor(discounts: list[float], device) -> torch.Tensor:
 
 
 def imagined_value(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None,
-                   gamma: torch.Tensor, eta: float, episodic: bool) -> torch.Tensor:
-    """Section 3. z [M, L], actions [H, M, A], gamma [M, 1] (per-row discount), task [M] or None.
+                   gamma: torch.Tensor, eta: float, episodic: bool, pi_eps: torch.Tensor | None = None,
+                   heads: torch.Tensor | None = None) -> torch.Tensor:
+    """Section 3. z [M, L], actions [H, M, A], gamma [M, 1] (per-row discount), task [M] or None;
+    pi_eps [M, A] / heads [2]: the final policy sample's noise and the 2 Q heads (random if None).
 
     G = sum_t g_t (r_t + eta * f_t) + g_H * Qavg(z_H, a ~ pi(z_H)), g_t = gamma^t; episodic tasks
     stop accumulating after a predicted termination. Returns G [M, 1].
@@ -60,15 +62,17 @@ def imagined_value(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, ta
         g = g * gamma
         if episodic:
             alive = alive * (model.termination(z, task) <= 0).float()
-    a_pi, _ = model.pi(z, task)
-    return G + g * alive * model.Q(z, a_pi, task, mode="avg")
+    a_pi, _ = model.pi(z, task, eps=pi_eps)
+    return G + g * alive * model.Q(z, a_pi, task, mode="avg", heads=heads)
 
 
-def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch.Tensor | None) -> torch.Tensor:
-    """Policy-prior action sequences: a_t ~ pi(z_t), z_{t+1} = d(z_t, a_t). z [M, L] -> [H, M, A]."""
+def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch.Tensor | None,
+                   eps: torch.Tensor | None = None) -> torch.Tensor:
+    """Policy-prior action sequences: a_t ~ pi(z_t), z_{t+1} = d(z_t, a_t). z [M, L] -> [H, M, A];
+    eps [H, M, A]: the policy's sampling noise (random if None)."""
     out = []
     for t in range(horizon):
-        a, _ = model.pi(z, task)
+        a, _ = model.pi(z, task, eps=None if eps is None else eps[t])
         out.append(a)
         if t < horizon - 1:
             z = model.next(z, a, task)
@@ -109,13 +113,16 @@ def score_update(x: torch.Tensor, target: torch.Tensor | None, abar: float, alph
     return (x + (1 - abar) * score) / math.sqrt(alpha)
 
 
-def sample_candidates(x: torch.Tensor, abar: float | torch.Tensor, num: int) -> torch.Tensor:
+def sample_candidates(x: torch.Tensor, abar: float | torch.Tensor, num: int,
+                      eps: torch.Tensor | None = None) -> torch.Tensor:
     """Section 4 step 1: a0_i = clip(x / sqrt(abar) + sqrt((1 - abar) / abar) eps_i, -1, 1).
-    x [E, H, A] -> [E, num, H, A]; abar a float or an [E] tensor (one noise level per row)."""
+    x [E, H, A] -> [E, num, H, A]; abar a float or an [E] tensor (one noise level per row);
+    eps [E, num, H, A] standard normal (drawn if None)."""
     E, H, A = x.shape
     if torch.is_tensor(abar):
         abar = abar.view(E, 1, 1, 1)
-    eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype)
+    if eps is None:
+        eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype)
     return (x.unsqueeze(1) / abar ** 0.5 + ((1 - abar) / abar) ** 0.5 * eps).clamp(-1, 1)
 
 
@@ -144,14 +151,28 @@ class DiffusionPlanner:
             m = m * (~first.bool()).view(-1, 1, 1).to(m.dtype)
         return m
 
+    def draw_noise(self, E: int, device) -> dict[str, torch.Tensor]:
+        """The random numbers of one denoising step for E envs: candidates [E, N, H, A], the
+        policy rollouts' sampling noise [H, E, P, A], the final policy sample's noise [E, N, A]
+        and the 2 Q heads [2] (shared by the batch, as one call of Qavg)."""
+        N, P, H, A = self.num_samples, self.num_pi_trajs, self.horizon, self.action_dim
+        return {"cand": torch.randn(E, N, H, A, device=device), "pi_roll": torch.randn(H, E, P, A, device=device),
+                "pi_value": torch.randn(E, N, A, device=device), "heads": self.model.random_heads(device)}
+
     @torch.no_grad()
     def plan(self, z0: torch.Tensor, prev_plan: torch.Tensor, task: torch.Tensor | None = None,
-             first: torch.Tensor | None = None, eval_mode: bool = False, return_info: bool = False):
+             first: torch.Tensor | None = None, eval_mode: bool = False, return_info: bool = False,
+             noise_fn=None):
         """z0 [E, L], prev_plan [E, H, A], task [E] or None, first [E] bool (episode starts).
 
         Returns (action [E, A], plan [E, H, A]) and, with return_info, a dict whose 'targets'
         [K-1, E, H, A] holds each step's elite average abar_a and 'x' the iterate after each step.
+        noise_fn(tau, E) -> dict like draw_noise(), plus "action" [E, A] at tau=0 (the action noise):
+        the random numbers to use (default: drawn fresh). Per-env slices of one draw given to E
+        single-env calls reproduce the batched call (tests/test_planner.py).
         """
+        if noise_fn is None:
+            noise_fn = self._fresh_noise
         model, sch = self.model, self.schedule
         E, K, N, P = z0.shape[0], sch.steps, self.num_samples, self.num_pi_trajs
         mask = model.action_mask(task)  # [E, A] or None
@@ -166,14 +187,17 @@ class DiffusionPlanner:
             task_pi = task.repeat_interleave(P) if task is not None else None
             gamma = self.gamma_rows(task_rep, E * N)
             for tau in range(K - 1, 0, -1):
-                cand = sample_candidates(x, sch.abar[tau], N)
+                noise = noise_fn(tau, E)
+                cand = sample_candidates(x, sch.abar[tau], N, eps=noise["cand"])
                 if P > 0:
-                    pi_seq = policy_rollout(model, z_pi, self.horizon, task_pi)  # [H, E*P, A]
+                    roll_eps = noise["pi_roll"].reshape(self.horizon, E * P, -1)
+                    pi_seq = policy_rollout(model, z_pi, self.horizon, task_pi, eps=roll_eps)  # [H, E*P, A]
                     cand[:, :P] = pi_seq.view(self.horizon, E, P, -1).permute(1, 2, 0, 3)
                 if mask is not None:
                     cand = cand * mask.view(E, 1, 1, -1)
                 actions = cand.reshape(E * N, self.horizon, -1).transpose(0, 1)
-                values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic)
+                values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic,
+                                        pi_eps=noise["pi_value"].reshape(E * N, -1), heads=noise["heads"])
                 values = torch.nan_to_num(values.view(E, N), nan=0.0)
                 target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
                 x = score_update(x, target, sch.abar[tau], sch.alphas[tau])
@@ -183,13 +207,19 @@ class DiffusionPlanner:
         plan = x.clamp(-1, 1)
         action = plan[:, 0]
         if not eval_mode:
-            action = (action + self.action_noise * torch.randn_like(action)).clamp(-1, 1)
+            action = (action + self.action_noise * noise_fn(0, E)["action"]).clamp(-1, 1)
         if mask is not None:
             action = action * mask
         if return_info:
             info = {k: torch.stack(v) if v else None for k, v in info.items()}
             return action, plan, info
         return action, plan
+
+    def _fresh_noise(self, tau: int, E: int) -> dict[str, torch.Tensor]:
+        device = self.discounts.device
+        if tau == 0:
+            return {"action": torch.randn(E, self.action_dim, device=device)}
+        return self.draw_noise(E, device)
 
     def gamma_rows(self, task: torch.Tensor | None, rows: int) -> torch.Tensor:
         """Per-row discount [rows, 1]: the task's (multi-task) or the single task's."""

@@ -135,14 +135,15 @@ class WorldModel(nn.Module):
             raise RuntimeError("termination head exists only for episodic tasks (episodic=true)")
         return self.termination_head(self.with_task(z, task))
 
-    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sample a = tanh(mean + std * eps). Returns a [..., A] and info with mean, log_std and
+    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None,
+           eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sample a = tanh(mean + std * eps) (eps ~ N(0, I) unless given, [..., A]). Returns a [..., A] and info with mean, log_std and
         `scaled_entropy` = -(A_eff * log N(u) - sum log(1 - tanh(u)^2)), A_eff the (unmasked) action
         dims: the Gaussian log-likelihood scaled by the action dimension, then the tanh correction
         (TD-MPC2's entropy scaling)."""
         mean, raw_log_std = self.pi_head(self.with_task(z, task)).chunk(2, dim=-1)
         log_std = fn.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
-        eps = torch.randn_like(mean)
+        eps = torch.randn_like(mean) if eps is None else eps
         mask = self.action_mask(task)
         if mask is not None:
             mask = mask.expand_as(mean)
@@ -156,9 +157,10 @@ class WorldModel(nn.Module):
         return action, {"mean": torch.tanh(mean), "log_std": log_std, "scaled_entropy": -log_prob}
 
     def Q(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None, mode: str = "all",
-          target: bool = False, detach: bool = False) -> torch.Tensor:
+          target: bool = False, detach: bool = False, heads: torch.Tensor | None = None) -> torch.Tensor:
         """mode 'all': logits [num_q, ..., num_bins] of every head;
-        'avg': mean of 2 randomly chosen heads, decoded, [..., 1] (planner, policy loss);
+        'avg': mean of 2 randomly chosen heads (or the 2 given in `heads`), decoded, [..., 1] (planner,
+        policy loss);
         'min': min of the first two heads, decoded, [..., 1] (TD targets, as the reference code)."""
         x = self.with_task(torch.cat([z, a], dim=-1), task)
         net = self.target_qs if target else self.qs
@@ -166,12 +168,17 @@ class WorldModel(nn.Module):
             return net(x, detach=detach)
         if mode == "avg":
             # argsort of uniforms, not randperm: capturable in a CUDA graph.
-            heads = torch.rand(self.num_q, device=z.device).argsort()[:2]
+            if heads is None:
+                heads = self.random_heads(z.device)
             return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).mean(0)
         if mode == "min":
             heads = torch.arange(2, device=z.device)
             return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).min(0).values
         raise ValueError(f"unknown Q mode {mode!r}")
+
+    def random_heads(self, device) -> torch.Tensor:
+        """Two distinct Q heads drawn uniformly ([2] int64; argsort of uniforms is graph-capturable)."""
+        return torch.rand(self.num_q, device=device).argsort()[:2]
 
     def score(self, z: torch.Tensor, x_flat: torch.Tensor, tau: torch.Tensor,
               task: torch.Tensor | None = None) -> torch.Tensor:

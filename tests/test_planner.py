@@ -51,10 +51,10 @@ class HandBuiltModel:
     def termination(self, z, task):
         return z[..., :1] - self.threshold
 
-    def pi(self, z, task):
+    def pi(self, z, task, eps=None):
         return torch.zeros(*z.shape[:-1], 2), {}
 
-    def Q(self, z, a, task, mode):
+    def Q(self, z, a, task, mode, heads=None):
         assert mode == "avg"
         return z[..., :1] + 10
 
@@ -130,7 +130,7 @@ def test_warm_start_shifts_the_previous_plan():
 
 def quadratic_value(target_seq):
     """A value that is a known function of the action sequence: -||a - a*||^2 (max at a*)."""
-    def value(model, z, actions, task, gamma, eta, episodic):
+    def value(model, z, actions, task, gamma, eta, episodic, **noise):
         return -((actions - target_seq.unsqueeze(1)) ** 2).sum(dim=(0, 2)).unsqueeze(-1)
     return value
 
@@ -197,7 +197,7 @@ def test_planner_survives_nan_values(monkeypatch):
     cfg = tiny_config()
     model = WorldModel(cfg)
 
-    def nan_value(model, z, actions, *args):
+    def nan_value(model, z, actions, *args, **noise):
         v = -actions.pow(2).sum(dim=(0, 2)).unsqueeze(-1)
         v[::3] = float("nan")
         return v
@@ -217,3 +217,54 @@ def test_per_row_noise_levels_match_the_scalar_path():
     c = sample_candidates(torch.zeros(2, 3, 2), torch.tensor([0.999, 0.5]), 20000)
     assert c[0].std().item() == pytest.approx(math.sqrt(0.001 / 0.999), rel=0.05)
     assert c[1].std().item() > 0.5  # much wider (then clipped)
+
+
+def _slice_noise(noise: dict, e: int) -> dict:
+    out = {}
+    for k, v in noise.items():
+        if k == "heads":
+            out[k] = v
+        elif k == "pi_roll":
+            out[k] = v[:, e:e + 1]
+        else:
+            out[k] = v[e:e + 1]
+    return out
+
+
+@pytest.mark.parametrize("multitask", [False, True])
+def test_batched_planner_equals_single_env_calls_with_the_same_noise(multitask):
+    torch.manual_seed(0)
+    if multitask:
+        cfg = tiny_config(obs_dim=9, action_dim=5, tasks=["a", "b"], num_samples=64, num_elites=8,
+                          num_pi_trajs=4, diffusion_steps=6)
+        model = WorldModel(cfg, action_dims=[5, 2])
+        p = DiffusionPlanner(cfg, model, discounts=[0.99, 0.95])
+        task = torch.tensor([0, 1, 1])
+    else:
+        cfg = tiny_config(num_samples=64, num_elites=8, num_pi_trajs=4, diffusion_steps=6)
+        model = WorldModel(cfg)
+        p = DiffusionPlanner(cfg, model)
+        task = None
+    for w in model.qs.weights:
+        torch.nn.init.normal_(w, std=0.1)
+    torch.nn.init.normal_(model.reward_head[-1].weight, std=0.1)
+    torch.nn.init.normal_(model.energy_head[-1].weight, std=0.1)
+    model.eval()
+    E, A = 3, cfg.action_dim
+    z0 = model.encode(torch.randn(E, cfg.obs_dim), task)
+    prev = torch.rand(E, cfg.horizon, A) * 2 - 1
+    first = torch.tensor([False, True, False])
+    bank = {tau: p.draw_noise(E, "cpu") for tau in range(1, cfg.diffusion_steps)}
+    bank[0] = {"action": torch.randn(E, A)}
+    a_b, plan_b = p.plan(z0, prev, task=task, first=first, noise_fn=lambda tau, n: bank[tau])
+    for e in range(E):
+        t = task[e:e + 1] if task is not None else None
+        a_s, plan_s = p.plan(z0[e:e + 1], prev[e:e + 1], task=t, first=first[e:e + 1],
+                             noise_fn=lambda tau, n, e=e: _slice_noise(bank[tau], e))
+        torch.testing.assert_close(plan_s[0], plan_b[e], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a_s[0], a_b[e], rtol=1e-5, atol=1e-5)
+    # the noise matters: another draw gives another plan
+    other = {tau: p.draw_noise(E, "cpu") for tau in range(1, cfg.diffusion_steps)}
+    other[0] = bank[0]
+    _, plan_o = p.plan(z0, prev, task=task, first=first, noise_fn=lambda tau, n: other[tau])
+    assert not torch.allclose(plan_o, plan_b)
