@@ -81,3 +81,57 @@ def check_compatible(saved_cfg: dict, cfg: DictConfig, path: str | os.PathLike =
 
 def config_to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def rng_state(device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if torch.device(device).type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict, step: int) -> Path:
+    """Write the replay file (if cfg.save_replay), then the checkpoint naming it, then drop older
+    replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
+    work_dir = Path(work_dir)
+    replay_file = None
+    if cfg.save_replay:
+        replay_file = f"replay_{step:09d}.pt"
+        atomic_save(buffer.state_dict(), work_dir / replay_file)
+    payload = {"format": FORMAT, "config": config_to_dict(cfg), "agent": agent.state_dict(),
+               "trainer": {**trainer_state, "rng": rng_state(agent.device)}, "replay_file": replay_file}
+    path = work_dir / CHECKPOINT_NAME
+    atomic_save(payload, path)
+    for old in work_dir.glob("replay_*.pt"):
+        if old.name != replay_file:
+            old.unlink()
+    return path
+
+
+def load_run(path: str | os.PathLike, cfg: DictConfig, agent, buffer) -> dict:
+    """Validate and load a checkpoint into agent and buffer, restore the torch RNG; returns the
+    trainer state saved with it."""
+    payload = load_checkpoint(path)
+    check_compatible(payload["config"], cfg, path)
+    try:
+        agent.load_state_dict(payload["agent"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: agent state does not load ({str(exc).splitlines()[0][:300]})") from None
+    if payload.get("replay_file"):
+        state = safe_load(Path(path).parent / payload["replay_file"], what="replay file")
+        try:
+            buffer.load_state_dict(state)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"replay file of {path} does not fit: {exc}") from None
+    trainer = payload["trainer"]
+    set_rng_state(trainer["rng"], agent.device)
+    return trainer

@@ -52,8 +52,17 @@ class Config:
     episode_length: int = -1  # agent steps per episode: dm_control 500, MetaWorld 100, MyoSuite 100
     episodic: bool = False  # only episodic tasks train/use the termination head
 
+    # --- vectorised training (num_envs > 1 or env_backend=mjx: the vectorised trainer) ------------
+    num_envs: int = 1  # E environments stepped together; 1 with env_backend=dmc: the paper's trainer
+    env_backend: str = "dmc"  # dmc: CPU suites (in-process at E=1, worker processes above) | mjx: MJX on the device
+    impl: str = "jax"  # MJX backend: jax | warp (needs warp-lang)
+    updates_per_step: int = 1  # updates per vector step (E env steps); the paper: 1 at E=1
+    seed_updates: int = -1  # the update burst after seeding; -1: seed_steps * updates_per_step / num_envs
+    log_every: int = 50  # vector steps between metric fetches (the only host syncs of the loop)
+    dmc_eval: bool = True  # mjx backend: also evaluate on dm_control's own task (CPU workers)
+
     # --- training schedule ---------------------------------------------------------------------
-    steps: int = 1_000_000  # agent steps
+    steps: int = 1_000_000  # agent (environment) steps, summed over envs
     seed_steps: int = -1  # -1: max(1000, 5 * episode_length)
     batch_size: int = 256
     buffer_size: int = 1_000_000
@@ -210,6 +219,12 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
              "steps, eval_freq and checkpoint_freq must be >= 1")
     _require(not cfg.score_only_inference or cfg.score_net,
              "score_only_inference=true needs score_net=true (the network it acts with)")
+    _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
+    _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
+    _require(cfg.updates_per_step >= 0 and cfg.log_every >= 1, "updates_per_step must be >= 0 and log_every >= 1")
+    with open_dict(cfg):
+        if cfg.seed_updates < 0:
+            cfg.seed_updates = max(1, cfg.seed_steps * cfg.updates_per_step // cfg.num_envs)
     _require(cfg.wandb.mode in ("disabled", "offline", "online"),
              f"wandb.mode={cfg.wandb.mode!r}: use disabled, offline or online")
     resolve_device(cfg.device)

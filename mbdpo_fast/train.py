@@ -22,8 +22,24 @@ from .trainers.online import CHECKPOINT_NAME, OnlineTrainer
 register_schema()
 
 
+def vectorised(cfg: DictConfig) -> bool:
+    """The paper's single-environment trainer runs dm_control tasks at num_envs=1; everything else
+    (several envs, or MJX) runs the vectorised trainer."""
+    return cfg.num_envs > 1 or cfg.env_backend != "dmc"
+
+
 def build_envs(cfg: DictConfig):
-    """The training and evaluation environments of cfg.task; finalizes cfg from them."""
+    """The training and evaluation environments of cfg.task; finalizes cfg from them.
+    Single-env mode: (env, eval_env). Vectorised: (batched env, {name: batched eval env})."""
+    if vectorised(cfg):
+        from .envs.batched import make_batched_env
+
+        env = make_batched_env(cfg, cfg.num_envs, cfg.seed)
+        finalize(cfg, env.obs_dim, env.action_dim, env.action_repeat, env.episode_length)
+        evals = {cfg.env_backend: make_batched_env(cfg, cfg.eval_episodes, cfg.seed + 10_000)}
+        if cfg.env_backend == "mjx" and cfg.dmc_eval:
+            evals["dmc"] = make_batched_env(cfg, cfg.eval_episodes, cfg.seed + 20_000, backend="dmc")
+        return env, evals
     repeat, length = unset_to_none(cfg.action_repeat), unset_to_none(cfg.episode_length)
     env = make_env(cfg.task, cfg.seed, repeat, length)
     eval_env = make_env(cfg.task, cfg.seed + 1, repeat, length)
@@ -43,7 +59,12 @@ def run(cfg: DictConfig) -> dict:
                           f"it, or choose another exp_name/seed for a new run")
     env, eval_env = build_envs(cfg)
     seed_everything(cfg.seed)
-    trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
+    if vectorised(cfg):
+        from .trainers.vector import VectorTrainer
+
+        trainer = VectorTrainer(cfg, env, work_dir, eval_envs=eval_env)
+    else:
+        trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
     if cfg.resume and ckpt.exists():
         trainer.load(ckpt)
         print(f"resumed {ckpt} at step {trainer.step}")
@@ -51,7 +72,8 @@ def run(cfg: DictConfig) -> dict:
         trainer.logger.truncate_after(-1)  # a fresh run: drop rows of an earlier run that never checkpointed
     OmegaConf.save(cfg, work_dir / "config.yaml")
     print(f"task {cfg.task} | model_size {cfg.model_size} ({trainer.agent.model.num_parameters() / 1e6:.2f}M params) "
-          f"| device {trainer.device} | discount {cfg.discount} | seed_steps {cfg.seed_steps} | run dir {work_dir}")
+          f"| device {trainer.device} | envs {cfg.num_envs} x {cfg.env_backend} | discount {cfg.discount} "
+          f"| seed_steps {cfg.seed_steps} | run dir {work_dir}")
     summary = trainer.train()
     print(f"done: {summary}")
     return summary

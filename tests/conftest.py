@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MUJOCO_GL", "disable")
+# MJX tasks compile for 20-80 s on a CPU; tests that build the same task twice (trainer runs,
+# resume) reuse the first compilation from JAX's persistent cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mbdpo_fast_jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import pytest
 import torch

@@ -51,9 +51,14 @@ class AsyncVecEnv:
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
                              f"start can deadlock)")
+        from .suites import SUITE_DEFAULTS
+
         _check_task(task)
         self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
         suite = suite_of(task)
+        repeat, length = SUITE_DEFAULTS[suite]
+        self.action_repeat = repeat if action_repeat is None else int(action_repeat)
+        self.episode_length = length if episode_length is None else int(episode_length)
         self.has_success = suite != "dmcontrol"
         if suite == "dmcontrol":
             fns = [partial(_make, task, seed + i, action_repeat, episode_length) for i in range(self.num_envs)]

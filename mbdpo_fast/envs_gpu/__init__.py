@@ -5,10 +5,13 @@ this package before the first JAX computation (a user's XLA_PYTHON_CLIENT_MEM_FR
 XLA_PYTHON_CLIENT_PREALLOCATE wins)."""
 from __future__ import annotations
 
+import logging
 import os
 
 if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# JAX reports every platform it probes (no TPU here) at INFO, which Hydra's logging would print.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,

@@ -35,7 +35,7 @@ class MJXVecEnv:
                  episode_length: int = 500, impl: str = "jax", device: str | torch.device = "cpu"):
         self.task, self.num_envs = task, int(num_envs)
         self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
-        self.torch_device = torch.device(device)
+        self.torch_device = self.device = torch.device(device)
         self.jax_device = jax_device_for(self.torch_device)
         self.env = build_task(task, impl)
         m = self.env.mj_model

@@ -23,28 +23,12 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..agent import MBDPO
-from ..checkpoint import CheckpointError, atomic_save, check_compatible, config_to_dict, load_checkpoint, safe_load, FORMAT
+from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..logger import Logger
 from ..replay import ReplayBuffer
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN/inf; training stops without overwriting the last good checkpoint."""
-
-
-def rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def np_rng_to_tensors(rs: np.random.RandomState) -> dict:
@@ -101,48 +85,20 @@ class OnlineTrainer:
         return self.work_dir / CHECKPOINT_NAME
 
     def save(self) -> Path:
-        replay_file = None
-        if self.cfg.save_replay:
-            replay_file = f"replay_{self.step:09d}.pt"
-            atomic_save(self.buffer.state_dict(), self.work_dir / replay_file)
-        payload = {
-            "format": FORMAT,
-            "config": config_to_dict(self.cfg),
-            "agent": self.agent.state_dict(),
-            "trainer": {"step": self.step, "episode": self.episode, "elapsed": self.elapsed,
-                        "last_eval": -1 if self.last_eval is None else self.last_eval,
-                        "rng": rng_state(self.device),
-                        # Envs in worker processes (MetaWorld, MyoSuite) expose no RNG: their resume
-                        # continues with fresh worker seeds instead of the saved stream.
-                        "env_rng": (np_rng_to_tensors(self.env.random_state) if hasattr(self.env, "random_state")
-                                    else None)},
-            "replay_file": replay_file,
-        }
-        atomic_save(payload, self.checkpoint_path)
-        for old in self.work_dir.glob("replay_*.pt"):  # only after the checkpoint naming the new one
-            if old.name != replay_file:
-                old.unlink()
-        return self.checkpoint_path
+        return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
+            "step": self.step, "episode": self.episode, "elapsed": self.elapsed,
+            "last_eval": -1 if self.last_eval is None else self.last_eval,
+            # Envs in worker processes (MetaWorld, MyoSuite) expose no RNG: their resume continues
+            # with fresh worker seeds instead of the saved stream.
+            "env_rng": np_rng_to_tensors(self.env.random_state) if hasattr(self.env, "random_state") else None,
+        }, self.step)
 
     def load(self, path: str | Path) -> None:
-        payload = load_checkpoint(path)
-        check_compatible(payload["config"], self.cfg, path)
-        try:
-            self.agent.load_state_dict(payload["agent"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"{path}: agent state does not load ({str(exc).splitlines()[0][:300]})") from None
-        tr = payload["trainer"]
+        tr = load_run(path, self.cfg, self.agent, self.buffer)
         self.step, self.episode, self.elapsed = int(tr["step"]), int(tr["episode"]), float(tr["elapsed"])
         self.last_eval = None if int(tr["last_eval"]) < 0 else int(tr["last_eval"])
-        set_rng_state(tr["rng"], self.device)
         if tr.get("env_rng") is not None and hasattr(self.env, "random_state"):
             np_rng_from_tensors(self.env.random_state, tr["env_rng"])
-        if payload.get("replay_file"):
-            state = safe_load(Path(path).parent / payload["replay_file"], what="replay file")
-            try:
-                self.buffer.load_state_dict(state)
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise CheckpointError(f"replay file of {path} does not fit: {exc}") from None
         self.logger.truncate_after(self.step)
 
     # ----------------------------------------------------------------------------------------
