@@ -17,6 +17,36 @@ from .planner import DiffusionPlanner, imagined_value, mc_score, sample_candidat
 from .world_model import WorldModel
 
 
+@dataclass(frozen=True)
+class UpdateHyper:
+    """The config values the update reads, as plain Python numbers (OmegaConf lookups cost
+    microseconds each and are opaque to torch.compile)."""
+
+    tau: float
+    grad_clip_norm: float
+    energy_momentum: float
+    energy_neg_noise: float
+    entropy_coef: float
+    consistency_coef: float
+    reward_coef: float
+    value_coef: float
+    energy_loss_coef: float
+    termination_coef: float
+    score_coef: float
+    episodic: bool
+    score_net: bool
+    score_states: int
+    score_candidates: int
+    diffusion_steps: int
+    energy_coef: float
+    temperature: float
+    action_dim: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "UpdateHyper":
+        return cls(**{f: cfg[f] for f in cls.__dataclass_fields__})
+
+
 @dataclass
 class Batch:
     obs: torch.Tensor
@@ -31,16 +61,21 @@ class MBDPO:
                  episode_lengths: list[int] | None = None):
         """cfg: finalized config. action_dims / episode_lengths: per task (multi-task)."""
         self.cfg = cfg
+        self.hp = UpdateHyper.from_config(cfg)
         self.device = resolve_device(cfg.device)
         self.model = WorldModel(cfg, action_dims).to(self.device)
         lengths = episode_lengths if episode_lengths is not None else [cfg.episode_length]
         discounts = [discount_for(L, cfg.discount_denom, cfg.discount_min, cfg.discount_max) for L in lengths]
         self.discounts = torch.tensor(discounts, device=self.device)
+        self.use_graphs = bool(cfg.cudagraphs) and self.device.type == "cuda"
+        self.bf16_update = bool(cfg.bf16_update)
+        # Captured optimiser steps need their step counters on the device (capturable=True).
+        capturable = self.use_graphs
         self.optim = torch.optim.Adam([
             {"params": self.model.encoder_parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": self.model.model_parameters(), "lr": cfg.lr},
-        ], lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5)
+        ], lr=cfg.lr, capturable=capturable)
+        self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5, capturable=capturable)
         self.planner = DiffusionPlanner(cfg, self.model, discounts)
         sch = self.planner.schedule
         self._abar = torch.tensor(sch.abar, device=self.device)
@@ -48,8 +83,9 @@ class MBDPO:
         # Plain copies of config values read every update.
         self.H, self.rho, self.num_q = int(cfg.horizon), float(cfg.rho), int(cfg.num_q)
         self.num_bins, self.vmin, self.vmax = int(cfg.num_bins), float(cfg.vmin), float(cfg.vmax)
-        self.use_graphs = bool(cfg.cudagraphs) and self.device.type == "cuda"
         self._graphs: dict = {}
+        self._graphed_update = None
+        self._update_fn = torch.compile(self.update_step) if cfg.compile else self.update_step
         self.model.eval()
 
     # ----------------------------------------------------------------------------------------
@@ -93,7 +129,7 @@ class MBDPO:
         f_pos = m.energy(z, a_pos, task)
         with torch.no_grad():
             a_pi, _ = m.pi(z, task)
-            a_noisy = (a_pos + self.cfg.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
+            a_noisy = (a_pos + self.hp.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
             a_unif = torch.rand_like(a_pos) * 2 - 1
             mask = m.action_mask(task)
             if mask is not None:
@@ -109,7 +145,7 @@ class MBDPO:
 
     @torch.no_grad()
     def update_energy_stats(self, logits: torch.Tensor) -> None:
-        mom = self.cfg.energy_momentum
+        mom = self.hp.energy_momentum
         self.model.energy_mu.lerp_(logits.mean(), 1 - mom)
         self.model.energy_sigma.lerp_(logits.std().clamp_min(1e-6), 1 - mom)
 
@@ -117,11 +153,11 @@ class MBDPO:
         """Optional score-network loss: for `score_states` sampled states, draw tau and
         x_tau ~ N(0, I), 64 candidates as in planner step 1, weights as in steps 3-5 without
         elites, target s as in step 6; MSE(s_theta(z0, x_tau, tau), s)."""
-        cfg, m = self.cfg, self.model
-        S, C, H, A = cfg.score_states, cfg.score_candidates, self.H, cfg.action_dim
+        hp, m = self.hp, self.model
+        S, C, H, A = hp.score_states, hp.score_candidates, self.H, hp.action_dim
         idx = torch.randint(z0.shape[0], (S,), device=z0.device)
         z, t = z0[idx], (task[idx] if task is not None else None)
-        tau = torch.randint(1, cfg.diffusion_steps, (S,), device=z0.device)
+        tau = torch.randint(1, hp.diffusion_steps, (S,), device=z0.device)
         x = torch.randn(S, H, A, device=z0.device)
         mask = m.action_mask(t)
         if mask is not None:
@@ -132,9 +168,9 @@ class MBDPO:
                 cand = cand * mask.view(S, 1, 1, A)
             t_rep = t.repeat_interleave(C) if t is not None else None
             values = imagined_value(m, z.repeat_interleave(C, dim=0), cand.reshape(S * C, H, A).transpose(0, 1),
-                                    t_rep, self.planner.gamma_rows(t_rep, S * C), cfg.energy_coef, cfg.episodic)
+                                    t_rep, self.planner.gamma_rows(t_rep, S * C), hp.energy_coef, hp.episodic)
             values = torch.nan_to_num(values.view(S, C), nan=0.0)
-            target_a, _, _ = weight_elites(values, cand, C, cfg.temperature)
+            target_a, _, _ = weight_elites(values, cand, C, hp.temperature)
             target = mc_score(x, target_a, self._abar[tau].view(S, 1, 1))
         pred = m.score(z, x.reshape(S, -1), tau.float(), t)
         return F.mse_loss(pred, target.reshape(S, -1))
@@ -143,34 +179,49 @@ class MBDPO:
         """Policy prior on detached latents zs [H+1, B, L] with its own optimiser:
         loss = -mean_t rho^t [entropy_coef * scaled_entropy + Qavg / S], S the running scale."""
         m = self.model
-        a, info = m.pi(zs, task)
-        q = m.Q(zs, a, task, mode="avg", detach=True)  # [H+1, B, 1]
+        with self._autocast():
+            a, info = m.pi(zs, task)
+            q = m.Q(zs, a, task, mode="avg", detach=True).float()  # [H+1, B, 1]
         with torch.no_grad():
-            p5, p95 = torch.quantile(q[0].flatten().float(), torch.tensor([0.05, 0.95], device=q.device))
-            m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.cfg.tau)
-        obj = (self.cfg.entropy_coef * info["scaled_entropy"] + q / m.q_scale).mean(dim=(1, 2))
+            p5, p95 = percentiles(q[0].flatten(), (0.05, 0.95))
+            m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.hp.tau)
+        obj = (self.hp.entropy_coef * info["scaled_entropy"].float() + q / m.q_scale).mean(dim=(1, 2))
         loss = -(obj * self._rho[: zs.shape[0]]).mean()
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.hp.grad_clip_norm)
         self.pi_optim.step()
         return {"pi_loss": loss.detach(), "pi_grad_norm": grad_norm.detach(),
                 "pi_entropy": info["scaled_entropy"].mean().detach(), "q_scale": m.q_scale.clone()}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update (section 5). Returns detached scalar tensors (no host sync)."""
-        cfg, m, H, rho = self.cfg, self.model, self.H, self.rho
-        obs, action, reward, term, task = batch.obs, batch.action, batch.reward, batch.terminated, batch.task
+        """One update (section 5) on a batch from replay. Returns detached scalar tensors (no host
+        sync). With cudagraphs=true (CUDA) the step is replayed from a captured graph and the
+        returned tensors are the graph's outputs, overwritten by the next update."""
+        if self.use_graphs and batch.task is None:
+            if self._graphed_update is None:
+                from .cuda_graphs import GraphedUpdate
+                self._graphed_update = GraphedUpdate(self, batch)
+            return self._graphed_update(batch)
+        return self._update_fn(batch.obs, batch.action, batch.reward, batch.terminated, batch.task)
+
+    def _autocast(self, enabled: bool | None = None):
+        enabled = self.bf16_update if enabled is None else enabled
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def world_model_losses(self, obs, action, reward, term, task):
+        """The world-model part of section 5: returns (total loss, detached parts, latents zs
+        [H+1, B, L], energy logits for the statistics)."""
+        hp, m, H, rho = self.hp, self.model, self.H, self.rho
         with torch.no_grad():
             next_z = m.encode(obs[1:], task)
-            td = self.td_target(next_z, reward, term, task)
-        m.train()
+            td = self.td_target(next_z, reward, term, task).float()
         z = m.encode(obs[0], task)
         zs = [z]
         consistency = 0.0
         for t in range(H):
             z = m.next(z, action[t], task)
-            consistency = consistency + rho ** t * F.mse_loss(z, next_z[t])
+            consistency = consistency + rho ** t * F.mse_loss(z.float(), next_z[t].float())
             zs.append(z)
         zs = torch.stack(zs)  # [H+1, B, L]
         _zs = zs[:-1]
@@ -182,31 +233,37 @@ class MBDPO:
         value_loss = (value_ce * w).mean(dim=(2, 3)).sum()
         consistency, reward_loss, value_loss = consistency / H, reward_loss / H, value_loss / (H * self.num_q)
         energy_loss, energy_logits = self.energy_loss(_zs.detach(), action, task)
-        total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
-                 + cfg.value_coef * value_loss + cfg.energy_loss_coef * energy_loss)
-        out = {}
-        if cfg.episodic:
-            term_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:], task), term)
-            total = total + cfg.termination_coef * term_loss
-            out["termination_loss"] = term_loss.detach()
-        if cfg.score_net:
-            s_loss = self.score_loss(zs[0].detach(), task)
-            total = total + cfg.score_coef * s_loss
-            out["score_loss"] = s_loss.detach()
+        total = (hp.consistency_coef * consistency + hp.reward_coef * reward_loss
+                 + hp.value_coef * value_loss + hp.energy_loss_coef * energy_loss.float())
+        parts = {"consistency_loss": consistency.detach(), "reward_loss": reward_loss.detach(),
+                 "value_loss": value_loss.detach(), "energy_loss": energy_loss.detach().float()}
+        if hp.episodic:
+            term_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:], task).float(), term)
+            total = total + hp.termination_coef * term_loss
+            parts["termination_loss"] = term_loss.detach()
+        if hp.score_net:
+            s_loss = self.score_loss(zs[0].detach(), task).float()
+            total = total + hp.score_coef * s_loss
+            parts["score_loss"] = s_loss.detach()
+        return total, parts, zs, energy_logits.float()
+
+    def update_step(self, obs, action, reward, term, task=None) -> dict[str, torch.Tensor]:
+        """The update on batch tensors (time-major, see the module docstring): the eager path, and
+        the function that `compile` compiles and `cudagraphs` captures."""
+        m = self.model
+        m.train()
+        with self._autocast():
+            total, out, zs, energy_logits = self.world_model_losses(obs, action, reward, term, task)
         self.optim.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), self.hp.grad_clip_norm)
         self.optim.step()
         out.update(self.update_pi(zs.detach(), task))
-        m.soft_update_target(cfg.tau)
+        m.soft_update_target(self.hp.tau)
         self.update_energy_stats(energy_logits)
         m.eval()
-        out.update({
-            "consistency_loss": consistency.detach(), "reward_loss": reward_loss.detach(),
-            "value_loss": value_loss.detach(), "energy_loss": energy_loss.detach(),
-            "total_loss": total.detach(), "grad_norm": grad_norm.detach(),
-            "energy_mu": m.energy_mu.clone(), "energy_sigma": m.energy_sigma.clone(),
-        })
+        out.update({"total_loss": total.detach(), "grad_norm": grad_norm.detach(),
+                    "energy_mu": m.energy_mu.clone(), "energy_sigma": m.energy_sigma.clone()})
         return out
 
     # ----------------------------------------------------------------------------------------
@@ -218,6 +275,20 @@ class MBDPO:
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
         self.pi_optim.load_state_dict(state["pi_optim"])
+
+
+def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
+    """Linear-interpolation percentiles of a 1-D tensor (torch.quantile's default rule), computed
+    by sorting at indices known on the host: torch.quantile validates q with a host sync, which a
+    captured CUDA graph cannot contain."""
+    v, n = x.float().sort().values, x.numel()
+    out = []
+    for q in qs:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        out.append(v[lo] + (pos - lo) * (v[hi] - v[lo]))
+    return out
 
 
 def seed_everything(seed: int) -> None:

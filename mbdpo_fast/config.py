@@ -128,7 +128,10 @@ class Config:
     score_only_inference: bool = False  # act with s_theta only (needs score_net)
 
     # --- speed flags (each benchmarked against the path without it) -----------------------------
-    cudagraphs: bool = False  # replay the planner call from a captured CUDA graph (CUDA only)
+    cudagraphs: bool = False  # replay the planner call and the update from captured CUDA graphs (CUDA only)
+    compile: bool = False  # torch.compile the update and the planner's denoising step
+    bf16_plan: bool = False  # bf16 autocast in the planner (matmuls in bf16, accumulation in fp32)
+    bf16_update: bool = False  # bf16 autocast in the update's forward passes
 
     # --- logging ------------------------------------------------------------------------------
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -110,7 +110,7 @@ def score_update(x: torch.Tensor, target: torch.Tensor | None, abar: float, alph
     `target` or a given score (the score network's)."""
     if score is None:
         score = mc_score(x, target, abar)
-    return (x + (1 - abar) * score) / math.sqrt(alpha)
+    return (x + (1 - abar) * score) / alpha ** 0.5
 
 
 def sample_candidates(x: torch.Tensor, abar: float | torch.Tensor, num: int,
@@ -120,7 +120,7 @@ def sample_candidates(x: torch.Tensor, abar: float | torch.Tensor, num: int,
     eps [E, num, H, A] standard normal (drawn if None)."""
     E, H, A = x.shape
     if torch.is_tensor(abar):
-        abar = abar.view(E, 1, 1, 1)
+        abar = abar.reshape(-1, 1, 1, 1)  # [E] per-row levels, or a 0-dim level for all rows
     if eps is None:
         eps = torch.randn(E, num, H, A, device=x.device, dtype=x.dtype)
     return (x.unsqueeze(1) / abar ** 0.5 + ((1 - abar) / abar) ** 0.5 * eps).clamp(-1, 1)
@@ -140,6 +140,14 @@ class DiffusionPlanner:
         self.episodic, self.score_only = bool(cfg.episodic), bool(cfg.score_only_inference)
         device = model.bins.device
         self.discounts = discount_tensor(discounts if discounts is not None else [cfg.discount], device)
+        self.bf16 = bool(cfg.bf16_plan)
+        # compile: one denoising step is compiled and called K-1 times; its noise level comes in
+        # as 0-dim tensors so that the 19 steps share one compiled graph (a Python float would be
+        # specialised into the graph and recompiled per step).
+        self.compiled = bool(cfg.compile)
+        self._step_fn = torch.compile(self._denoise_step) if self.compiled else self._denoise_step
+        self._abar_t = torch.tensor(self.schedule.abar, dtype=torch.float32, device=device)
+        self._alpha_t = torch.tensor(self.schedule.alphas, dtype=torch.float32, device=device)
 
     def initial_plan(self, num_envs: int, device=None) -> torch.Tensor:
         return torch.zeros(num_envs, self.horizon, self.action_dim, device=device or self.discounts.device)
@@ -186,24 +194,17 @@ class DiffusionPlanner:
             z_pi = z0.repeat_interleave(P, dim=0)
             task_pi = task.repeat_interleave(P) if task is not None else None
             gamma = self.gamma_rows(task_rep, E * N)
-            for tau in range(K - 1, 0, -1):
-                noise = noise_fn(tau, E)
-                cand = sample_candidates(x, sch.abar[tau], N, eps=noise["cand"])
-                if P > 0:
-                    roll_eps = noise["pi_roll"].reshape(self.horizon, E * P, -1)
-                    pi_seq = policy_rollout(model, z_pi, self.horizon, task_pi, eps=roll_eps)  # [H, E*P, A]
-                    cand[:, :P] = pi_seq.view(self.horizon, E, P, -1).permute(1, 2, 0, 3)
-                if mask is not None:
-                    cand = cand * mask.view(E, 1, 1, -1)
-                actions = cand.reshape(E * N, self.horizon, -1).transpose(0, 1)
-                values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic,
-                                        pi_eps=noise["pi_value"].reshape(E * N, -1), heads=noise["heads"])
-                values = torch.nan_to_num(values.view(E, N), nan=0.0)
-                target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
-                x = score_update(x, target, sch.abar[tau], sch.alphas[tau])
-                if return_info:
-                    info["targets"].append(target)
-                    info["x"].append(x)
+            with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                for tau in range(K - 1, 0, -1):
+                    if self.compiled:
+                        abar, alpha = self._abar_t[tau], self._alpha_t[tau]
+                    else:
+                        abar, alpha = sch.abar[tau], sch.alphas[tau]
+                    x, target = self._step_fn(x, abar, alpha, z_rep, task_rep, z_pi, task_pi, gamma, mask,
+                                              noise_fn(tau, E))
+                    if return_info:
+                        info["targets"].append(target)
+                        info["x"].append(x)
         plan = x.clamp(-1, 1)
         action = plan[:, 0]
         if not eval_mode:
@@ -214,6 +215,23 @@ class DiffusionPlanner:
             info = {k: torch.stack(v) if v else None for k, v in info.items()}
             return action, plan, info
         return action, plan
+
+    def _denoise_step(self, x, abar, alpha, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise):
+        """Section 4 steps 1-6 at one noise level: candidates, policy rollouts, values, elite
+        weighting, score update. x [E, H, A] -> (new x [E, H, A], elite average [E, H, A])."""
+        model, E, N, P, H = self.model, x.shape[0], self.num_samples, self.num_pi_trajs, self.horizon
+        cand = sample_candidates(x, abar, N, eps=noise["cand"])
+        if P > 0:
+            pi_seq = policy_rollout(model, z_pi, H, task_pi, eps=noise["pi_roll"].reshape(H, E * P, -1))
+            cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3).to(cand.dtype)
+        if mask is not None:
+            cand = cand * mask.view(E, 1, 1, -1)
+        actions = cand.reshape(E * N, H, -1).transpose(0, 1)
+        values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic,
+                                pi_eps=noise["pi_value"].reshape(E * N, -1), heads=noise["heads"])
+        values = torch.nan_to_num(values.float().view(E, N), nan=0.0)
+        target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
+        return score_update(x, target, abar, alpha), target
 
     def _fresh_noise(self, tau: int, E: int) -> dict[str, torch.Tensor]:
         device = self.discounts.device
