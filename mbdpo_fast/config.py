@@ -67,7 +67,7 @@ class Config:
     batch_size: int = 256
     buffer_size: int = 1_000_000
     eval_freq: int = 50_000
-    eval_episodes: int = 10
+    eval_episodes: int = 10  # 0: no evaluation (benchmarks)
     checkpoint_freq: int = 50_000  # a checkpoint at the first episode end after each multiple
     save_replay: bool = True  # include the replay buffer in checkpoints (exact resume)
     time_limit: float = 0.0  # seconds of wall clock after which training stops cleanly; 0: none
@@ -152,6 +152,21 @@ def register_schema() -> None:
     ConfigStore.instance().store(name="mbdpo_schema", node=Config)
 
 
+def compose_config(overrides: list[str], work_dir: str | None = None) -> DictConfig:
+    """The config the CLI composes for these Hydra overrides (profiles included), outside the CLI:
+    for benchmarks and tests. work_dir is set when given."""
+    from hydra import compose, initialize_config_dir
+    from pathlib import Path
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(Path(__file__).parent / "cfgs"), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    if work_dir is not None:
+        with open_dict(cfg):
+            cfg.work_dir = str(work_dir)
+    return cfg
+
+
 def default_config(**overrides: Any) -> DictConfig:
     """The schema's defaults (the paper's settings) as a struct DictConfig, with overrides."""
     cfg = OmegaConf.structured(Config)
@@ -220,6 +235,7 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
     _require(cfg.batch_size >= 1 and cfg.buffer_size >= cfg.horizon + 1, "batch_size/buffer_size too small")
     _require(cfg.steps >= 1 and cfg.eval_freq >= 1 and cfg.checkpoint_freq >= 1,
              "steps, eval_freq and checkpoint_freq must be >= 1")
+    _require(cfg.eval_episodes >= 0, f"eval_episodes={cfg.eval_episodes} must be >= 0 (0: no evaluation)")
     _require(not cfg.score_only_inference or cfg.score_net,
              "score_only_inference=true needs score_net=true (the network it acts with)")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")

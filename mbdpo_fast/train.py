@@ -36,13 +36,15 @@ def build_envs(cfg: DictConfig):
 
         env = make_batched_env(cfg, cfg.num_envs, cfg.seed)
         finalize(cfg, env.obs_dim, env.action_dim, env.action_repeat, env.episode_length)
+        if cfg.eval_episodes == 0:
+            return env, {}
         evals = {cfg.env_backend: make_batched_env(cfg, cfg.eval_episodes, cfg.seed + 10_000)}
         if cfg.env_backend == "mjx" and cfg.dmc_eval:
             evals["dmc"] = make_batched_env(cfg, cfg.eval_episodes, cfg.seed + 20_000, backend="dmc")
         return env, evals
     repeat, length = unset_to_none(cfg.action_repeat), unset_to_none(cfg.episode_length)
     env = make_env(cfg.task, cfg.seed, repeat, length)
-    eval_env = make_env(cfg.task, cfg.seed + 1, repeat, length)
+    eval_env = make_env(cfg.task, cfg.seed + 1, repeat, length) if cfg.eval_episodes else None
     finalize(cfg, env.obs_dim, env.action_dim, env.action_repeat, env.episode_length)
     return env, eval_env
 

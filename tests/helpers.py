@@ -6,11 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
-
 import mbdpo_fast
-from mbdpo_fast.config import register_schema
+from mbdpo_fast.config import compose_config
 
 CFG_DIR = str(Path(mbdpo_fast.__file__).parent / "cfgs")
 
@@ -21,12 +18,7 @@ TINY = ["device=cpu", "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16
 
 
 def compose_cfg(overrides: list[str], work_dir: str | os.PathLike):
-    register_schema()
-    with initialize_config_dir(config_dir=CFG_DIR, version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    with open_dict(cfg):
-        cfg.work_dir = str(work_dir)
-    return cfg
+    return compose_config(overrides, work_dir)
 
 
 def run_cli(module: str, args: list[str], cwd, timeout=600) -> subprocess.CompletedProcess:

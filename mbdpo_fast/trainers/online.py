@@ -118,6 +118,9 @@ class OnlineTrainer:
         return 1000.0 * total / n if n else float("nan")
 
     def _evaluate(self) -> dict:
+        if self.eval_env is None:  # eval_episodes=0
+            self.last_eval = self.step
+            return {"reward": float("nan")}
         res = evaluate_agent(self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step)
         self.logger.log_eval(self.step, res["reward"], res["success"])
         self.last_eval = self.step
@@ -148,6 +151,7 @@ class OnlineTrainer:
         pbar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress_bar, dynamic_ncols=True,
                     desc=f"{cfg.task} s{cfg.seed}", unit="step")
         need_reset, obs, first, ep_ret, plan = True, None, True, 0.0, None
+        window = (self.step, time.perf_counter())  # (step, wall) of the previous train row
         try:
             while self.step < cfg.steps:
                 if self.step % cfg.eval_freq == 0 and self.last_eval != self.step:
@@ -176,7 +180,8 @@ class OnlineTrainer:
                 if term or trunc:
                     self.episode += 1
                     need_reset = True
-                    self._log_episode(ep_ret, steps_at_start, wall_at_start)
+                    self._log_episode(ep_ret, window)
+                    window = (self.step, time.perf_counter())
                     if self.step >= next_ckpt:
                         self.save()
                         next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
@@ -192,8 +197,9 @@ class OnlineTrainer:
         return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop_reason,
                 "checkpoint": str(self.checkpoint_path)}
 
-    def _log_episode(self, ep_ret: float, steps_at_start: int, wall_at_start: float) -> None:
-        sps = (self.step - steps_at_start) / max(time.perf_counter() - wall_at_start, 1e-9)
+    def _log_episode(self, ep_ret: float, window: tuple[int, float]) -> None:
+        """A train row at an episode's end; env_steps_per_s over the steps since the previous row."""
+        sps = (self.step - window[0]) / max(time.perf_counter() - window[1], 1e-9)
         row = {"step": self.step, "episode": self.episode, "episode_reward": float(ep_ret),
                "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
                "plan_ms": self._timing_ms("plan"), "update_ms": self._timing_ms("update")}

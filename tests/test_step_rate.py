@@ -1,0 +1,30 @@
+"""benchmarks/step_rate.py runs on CPU with small sizes (a smoke run) and says so."""
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "step_rate.py"
+
+
+@pytest.mark.slow
+def test_step_rate_smoke_on_cpu(tmp_path):
+    pytest.importorskip("mujoco_playground")
+    out = tmp_path / "rates.csv"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--variants", "off", "--strict",
+                           "--repeats", "3", "--budget", "1", "--e2e-seconds", "15", "--csv", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SMALL sizes on CPU" in proc.stdout
+    rows = list(csv.DictReader(open(out)))
+    got = {(r["section"], r["what"].split(" (")[0], r["size"]) for r in rows}
+    for want in [("env", "MJX cheetah-run step", "E=4"), ("plan", "planner call", "E=1"),
+                 ("plan", "planner throughput", "E=4"), ("update", "one update", "B=32"),
+                 ("update", "one update", "B=64"), ("e2e", "faithful", "E=1"), ("e2e", "fast", "E=4")]:
+        assert want in got, (want, sorted(got))
+    for r in rows:
+        assert r["sizes"] == "small (CPU smoke)" and r["device"] and r["commit"] and r["date"]
+        assert math.isfinite(float(r["value"])) and float(r["value"]) > 0, r
