@@ -132,6 +132,7 @@ class Config:
     compile: bool = False  # torch.compile the update and the planner's denoising step
     bf16_plan: bool = False  # bf16 autocast in the planner (matmuls in bf16, accumulation in fp32)
     bf16_update: bool = False  # bf16 autocast in the update's forward passes
+    kernels: str = "torch"  # planner hot path: torch (reference) | triton (fused kernels, CUDA or TRITON_INTERPRET=1)
 
     # --- logging ------------------------------------------------------------------------------
     wandb: WandbConfig = field(default_factory=WandbConfig)
@@ -238,6 +239,7 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
     _require(cfg.eval_episodes >= 0, f"eval_episodes={cfg.eval_episodes} must be >= 0 (0: no evaluation)")
     _require(not cfg.score_only_inference or cfg.score_net,
              "score_only_inference=true needs score_net=true (the network it acts with)")
+    _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
     _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
     _require(cfg.updates_per_step >= 0 and cfg.log_every >= 1, "updates_per_step must be >= 0 and log_every >= 1")

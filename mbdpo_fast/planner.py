@@ -146,6 +146,9 @@ class DiffusionPlanner:
         # specialised into the graph and recompiled per step).
         self.compiled = bool(cfg.compile)
         self._step_fn = torch.compile(self._denoise_step) if self.compiled else self._denoise_step
+        from .kernels import resolve_backend
+
+        self.kernels = resolve_backend(str(cfg.get("kernels", "torch")), device)
         self._abar_t = torch.tensor(self.schedule.abar, dtype=torch.float32, device=device)
         self._alpha_t = torch.tensor(self.schedule.alphas, dtype=torch.float32, device=device)
 
@@ -188,6 +191,8 @@ class DiffusionPlanner:
         info = {"targets": [], "x": []}
         if self.score_only:
             x = self._score_only(z0, x, task, mask, info)
+        elif self.kernels == "triton":
+            x = self._plan_fused(z0, x, task, mask, noise_fn, info, return_info)
         else:
             z_rep = z0.repeat_interleave(N, dim=0)
             task_rep = task.repeat_interleave(N) if task is not None else None
@@ -232,6 +237,46 @@ class DiffusionPlanner:
         values = torch.nan_to_num(values.float().view(E, N), nan=0.0)
         target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
         return score_update(x, target, abar, alpha), target
+
+    def _plan_fused(self, z0, x, task, mask, noise_fn, info, return_info):
+        """Steps 1-6 for tau = K-1..1 on the Triton kernels (kernels=triton). The first step's
+        candidates come from sample_candidates; each later step's are written by the elite/score
+        kernel of the step before, from the injected noise ("cand") when noise_fn is given, else
+        from Philox in the kernel (seeded from torch's generator on the device: no host sync)."""
+        from .kernels.elite_score import elite_score
+        from .kernels.rollout import imagined_value_fused, policy_rollout_fused
+
+        model, sch = self.model, self.schedule
+        E, K, N, P, H = z0.shape[0], sch.steps, self.num_samples, self.num_pi_trajs, self.horizon
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        injected = noise_fn is not self._fresh_noise
+        z_rep = z0.repeat_interleave(N, dim=0)
+        task_rep = task.repeat_interleave(N) if task is not None else None
+        z_pi = z0.repeat_interleave(P, dim=0)
+        task_pi = task.repeat_interleave(P) if task is not None else None
+        gamma = self.gamma_rows(task_rep, E * N)
+        noise = noise_fn(K - 1, E)
+        cand = sample_candidates(x, sch.abar[K - 1], N, eps=noise["cand"])
+        for tau in range(K - 1, 0, -1):
+            if P > 0:
+                pi_seq = policy_rollout_fused(model, z_pi, H, task_pi, noise["pi_roll"].reshape(H, E * P, -1), dtype)
+                cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3)
+            if mask is not None:
+                cand = cand * mask.view(E, 1, 1, -1)
+            values = imagined_value_fused(model, z_rep, cand.reshape(E * N, H, -1).transpose(0, 1), task_rep, gamma,
+                                          self.eta, self.episodic, noise["pi_value"].reshape(E * N, -1),
+                                          noise["heads"], dtype)
+            nxt = noise_fn(tau - 1, E) if tau > 1 else None
+            eps = nxt["cand"] if (nxt is not None and injected) else None
+            seed = torch.randint(0, 2**31 - 1, (1,), device=x.device) if (nxt is not None and not injected) else None
+            x, target, cand = elite_score(values.view(E, N), cand, x, sch.abar[tau], sch.alphas[tau], self.num_elites,
+                                          self.temperature, next_abar=sch.abar[tau - 1] if tau > 1 else None,
+                                          eps=eps, seed=seed)
+            if return_info:
+                info["targets"].append(target)
+                info["x"].append(x)
+            noise = nxt
+        return x
 
     def _fresh_noise(self, tau: int, E: int) -> dict[str, torch.Tensor]:
         device = self.discounts.device

@@ -141,7 +141,12 @@ class WorldModel(nn.Module):
         `scaled_entropy` = -(A_eff * log N(u) - sum log(1 - tanh(u)^2)), A_eff the (unmasked) action
         dims: the Gaussian log-likelihood scaled by the action dimension, then the tanh correction
         (TD-MPC2's entropy scaling)."""
-        mean, raw_log_std = self.pi_head(self.with_task(z, task)).chunk(2, dim=-1)
+        return self.pi_from_head(self.pi_head(self.with_task(z, task)), task, eps)
+
+    def pi_from_head(self, raw: torch.Tensor, task: torch.Tensor | None = None,
+                     eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The policy's sampling and entropy from its head's output raw [..., 2A] (see `pi`)."""
+        mean, raw_log_std = raw.chunk(2, dim=-1)
         log_std = fn.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
         eps = torch.randn_like(mean) if eps is None else eps
         mask = self.action_mask(task)

@@ -13,6 +13,9 @@ import torch
 from mbdpo_fast.config import default_config, finalize
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Without a GPU the Triton kernels run in Triton's interpreter (read when a kernel module is imported).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def tiny_config(obs_dim: int = 7, action_dim: int = 3, **overrides):

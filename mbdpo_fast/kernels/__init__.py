@@ -1,0 +1,47 @@
+"""Triton kernels of the planner's hot path, each with a PyTorch reference of the same signature:
+
+    fused_linear.py   GEMM + bias + LayerNorm + Mish / SimNorm (or a plain output layer)
+    two_hot_head.py   reward/Q output layer fused with the two-hot decode
+    elite_score.py    return weighting + score update + the next step's candidates (Philox)
+    rollout.py        the planner's imagined returns and policy rollouts on those kernels
+
+`kernels=triton` in the config selects them for the planner; `resolve_backend` decides where
+they can run: on CUDA devices, or anywhere under TRITON_INTERPRET=1 (the CPU tests). Elsewhere
+the planner keeps the PyTorch path and says so once.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+BACKENDS = ("torch", "triton")
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(requested: str, device: torch.device) -> str:
+    """'triton' where the kernels can run for `device`, else 'torch' (with a warning if triton was asked for)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"kernels={requested!r}: use one of {BACKENDS}")
+    if requested == "torch":
+        return "torch"
+    if not triton_available():
+        warnings.warn("kernels=triton but triton is not installed: using the PyTorch planner", stacklevel=2)
+        return "torch"
+    if device.type == "cuda" or interpreting():
+        return "triton"
+    warnings.warn(f"kernels=triton on {device.type} needs TRITON_INTERPRET=1 (slow; for tests): using the "
+                  "PyTorch planner", stacklevel=2)
+    return "torch"

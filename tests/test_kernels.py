@@ -1,0 +1,177 @@
+"""Triton kernels against their PyTorch references (TRITON_INTERPRET=1 on CPU, fp32; the cuda-marked
+tests cover bf16 and full sizes on a GPU). Fresh random inputs each run; outputs are allocated
+poisoned (NaN) and checked fully written. Tolerances: fp32 1e-5 relative, bf16 2e-2."""
+import types
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from mbdpo_fast.kernels import elite_score as es_mod, fused_linear as fl_mod, resolve_backend, \
+    two_hot_head as th_mod
+from mbdpo_fast.kernels.elite_score import elite_score, elite_score_reference
+from mbdpo_fast.kernels.fused_linear import fused_linear, fused_linear_reference
+from mbdpo_fast.kernels.two_hot_head import two_hot_value, two_hot_value_reference
+from mbdpo_fast.planner import DiffusionPlanner
+from mbdpo_fast.world_model import WorldModel
+
+from conftest import tiny_config
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def rel_err(a, b):
+    a, b = a.double().cpu(), b.double().cpu()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every output buffer a launcher allocates starts as NaN: a kernel that skips an element fails."""
+    def proxy():
+        p = types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
+        p.empty = lambda *a, **k: torch.full(a[0] if len(a) == 1 and not isinstance(a[0], int) else a,
+                                             float("nan"), **k)
+        p.empty_like = lambda t, **k: torch.full_like(t, float("nan"), **k)
+        return p
+    for mod in (fl_mod, th_mod, es_mod):
+        monkeypatch.setattr(mod, "torch", proxy())
+
+
+@pytest.mark.parametrize("M", [1, 37, 130])
+@pytest.mark.parametrize("K1,K2", [(19, None), (64, 1), (128, 6), (32, 21)])
+@pytest.mark.parametrize("N,act", [(24, "mish"), (64, "simnorm"), (512, "simnorm"), (128, "none"), (100, "mish")])
+def test_fused_linear_matches_reference(M, K1, K2, N, act):
+    g = torch.Generator(device=DEV).manual_seed(torch.seed() % 2**31)
+    x1 = torch.randn(M, K1, device=DEV, generator=g)
+    x2 = torch.randn(M, K2, device=DEV, generator=g) if K2 else None
+    K = K1 + (K2 or 0)
+    w = torch.randn(N, K, device=DEV, generator=g) / K ** 0.5
+    b = torch.randn(N, device=DEV, generator=g)
+    ln = act != "none"
+    gw, gb = (torch.rand(N, device=DEV, generator=g) + 0.5, torch.randn(N, device=DEV, generator=g)) if ln else (None, None)
+    out = fused_linear(x1, w, b, gw, gb, act=act, x2=x2)
+    ref = fused_linear_reference(x1, w, b, gw, gb, act=act, x2=x2)
+    assert not out.isnan().any() and out.shape == ref.shape
+    assert rel_err(out, ref) < 1e-5
+
+
+def test_fused_linear_reads_strided_weights_and_propagates_nan():
+    w = torch.randn(3, 40, 24, device=DEV)[1].t()  # an ensemble head's [in, out] slice, viewed [out, in]
+    x = torch.randn(5, 40, device=DEV)
+    b, gw, gb = torch.zeros(24, device=DEV), torch.ones(24, device=DEV), torch.zeros(24, device=DEV)
+    assert rel_err(fused_linear(x, w, b, gw, gb), fused_linear_reference(x, w, b, gw, gb)) < 1e-5
+    x[2, 7] = float("nan")
+    with torch.no_grad():
+        out = fused_linear_reference(x, w, b, gw, gb)
+    got = fused_linear(x, w, b, gw, gb)
+    assert got[2].isnan().all() and not got[[0, 1, 3, 4]].isnan().any() and out[2].isnan().all()
+    with pytest.raises(ValueError, match="does not match"):
+        fused_linear(x, w[:, :30], b)
+
+
+@pytest.mark.parametrize("M,K", [(1, 32), (37, 96), (100, 512)])
+def test_two_hot_value_matches_reference(M, K):
+    h = torch.randn(M, K, device=DEV)
+    w = torch.randn(101, K, device=DEV) * 0.3 / K ** 0.5
+    b = torch.randn(101, device=DEV)
+    bins = torch.linspace(-10, 10, 101, device=DEV)
+    out, ref = two_hot_value(h, w, b, bins), two_hot_value_reference(h, w, b, bins)
+    assert out.shape == (M, 1) and rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("E", [1, 3])
+@pytest.mark.parametrize("N,k", [(48, 8), (100, 1), (130, 64)])
+@pytest.mark.parametrize("H,A", [(1, 1), (3, 6), (5, 21)])
+def test_elite_score_matches_reference(E, N, k, H, A):
+    values = torch.randn(E, N, device=DEV) * 5
+    values[0, 3] = float("nan")  # counts as 0, as in the reference
+    cand = torch.rand(E, N, H, A, device=DEV) * 2 - 1
+    x, eps = torch.randn(E, H, A, device=DEV), torch.randn(E, N, H, A, device=DEV)
+    out = elite_score(values, cand, x, 0.6, 0.95, k, 0.5, next_abar=0.7, eps=eps)
+    ref = elite_score_reference(values, cand, x, 0.6, 0.95, k, 0.5, next_abar=0.7, eps=eps)
+    for o, r in zip(out, ref):
+        assert not o.isnan().any() and rel_err(o, r) < 1e-5
+    last = elite_score(values, cand, x, 0.6, 0.95, k, 0.5)  # the last step: no next candidates
+    assert last[2] is None and rel_err(last[0], ref[0]) < 1e-5
+
+
+def test_elite_ties_take_the_lowest_indices():
+    """All values equal (an untrained model): the elites are the first k candidates."""
+    E, N, H, A, k = 2, 40, 3, 2, 8
+    cand = torch.rand(E, N, H, A, device=DEV) * 2 - 1
+    _, target, _ = elite_score(torch.zeros(E, N, device=DEV), cand, torch.zeros(E, H, A, device=DEV), 0.5, 0.9, k, 0.5)
+    torch.testing.assert_close(target, cand[:, :k].mean(1), rtol=1e-5, atol=1e-6)
+
+
+def test_philox_candidates_are_standard_normal_and_seeded():
+    E, N, H, A = 4, 256, 3, 6
+    values, cand = torch.randn(E, N, device=DEV), torch.rand(E, N, H, A, device=DEV) * 2 - 1
+    x, seed = torch.zeros(E, H, A, device=DEV), torch.tensor([7], device=DEV)
+    nabar = 0.999  # small noise scale: nothing clips, so the noise can be read back exactly
+    x_new, _, nxt = elite_score(values, cand, x, 0.5, 0.9, 16, 0.5, next_abar=nabar, seed=seed)
+    eps = (nxt - x_new.unsqueeze(1) / nabar ** 0.5) / ((1 - nabar) / nabar) ** 0.5
+    n = eps.numel()
+    assert abs(eps.mean().item()) < 4 / n ** 0.5 and abs(eps.std().item() - 1) < 0.03
+    again = elite_score(values, cand, x, 0.5, 0.9, 16, 0.5, next_abar=nabar, seed=seed)[2]
+    other = elite_score(values, cand, x, 0.5, 0.9, 16, 0.5, next_abar=nabar, seed=seed + 1)[2]
+    assert torch.equal(again, nxt) and not torch.equal(other, nxt)
+
+
+def nontrivial(model):
+    for w in model.qs.weights:
+        torch.nn.init.normal_(w, std=0.1)
+    for head in (model.reward_head, model.energy_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("E,episodic", [(1, False), (3, False), (2, True)])
+def test_triton_planner_equals_reference_planner_for_the_same_noise(E, episodic):
+    torch.manual_seed(0)
+    over = dict(num_samples=40, num_elites=6, num_pi_trajs=4, diffusion_steps=5, mlp_dim=64, latent_dim=32,
+                episodic=episodic, device=DEV)
+    cfg = tiny_config(**over)
+    model = nontrivial(WorldModel(cfg)).to(DEV).eval()
+    ref = DiffusionPlanner(cfg, model)
+    fused = DiffusionPlanner(tiny_config(kernels="triton", **over), model)
+    assert fused.kernels == "triton"
+    z0 = model.encode(torch.randn(E, 7, device=DEV))
+    prev = torch.rand(E, cfg.horizon, 3, device=DEV) * 2 - 1
+    bank = {tau: ref.draw_noise(E, DEV) for tau in range(1, 5)}
+    bank[0] = {"action": torch.randn(E, 3, device=DEV)}
+    a1, p1, i1 = ref.plan(z0, prev, noise_fn=lambda tau, n: bank[tau], return_info=True)
+    a2, p2, i2 = fused.plan(z0, prev, noise_fn=lambda tau, n: bank[tau], return_info=True)
+    assert rel_err(i2["targets"], i1["targets"]) < 1e-5
+    assert rel_err(p2, p1) < 1e-5 and rel_err(a2, a1) < 1e-5
+    a3, p3 = fused.plan(z0, prev)  # fresh noise: Philox candidates inside the kernel
+    assert torch.isfinite(p3).all() and p3.abs().max() <= 1
+
+
+def test_backend_resolution():
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="kernels="):
+        resolve_backend("cutlass", torch.device("cpu"))
+
+
+def test_triton_on_cpu_without_interpreter_falls_back(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.warns(UserWarning, match="TRITON_INTERPRET"):
+        assert resolve_backend("triton", torch.device("cpu")) == "torch"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("M,K,N", [(4096, 518, 512), (3000, 512, 512)])
+def test_bf16_fused_layers_on_cuda(M, K, N):
+    x = torch.randn(M, K, device="cuda")
+    w, b = torch.randn(N, K, device="cuda") / K ** 0.5, torch.randn(N, device="cuda")
+    gw, gb = torch.rand(N, device="cuda") + 0.5, torch.randn(N, device="cuda")
+    for act in ("mish", "simnorm"):
+        out = fused_linear(x, w, b, gw, gb, act=act, dot_dtype=torch.bfloat16, out_dtype=torch.bfloat16)
+        ref = fused_linear_reference(x, w, b, gw, gb, act=act, dot_dtype=torch.bfloat16, out_dtype=torch.float32)
+        assert rel_err(out.float(), ref) < 2e-2
+    bins = torch.linspace(-10, 10, 101, device="cuda")
+    wq = torch.randn(101, K, device="cuda") * 0.3 / K ** 0.5
+    v = two_hot_value(x.bfloat16(), wq, b[:101], bins, dot_dtype=torch.bfloat16)
+    assert rel_err(v, two_hot_value_reference(x, wq, b[:101], bins)) < 2e-2
