@@ -12,7 +12,8 @@ Sections (one table, one CSV row per measurement):
            windowed rate in train.csv after compilation/capture windows
 
 Variants: off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and bf16_update); all =
-compile+cudagraphs+bf16. Without CUDA: off and compile+bf16. "env-steps" are agent steps (one action
+compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels (kernels=triton).
+Without CUDA: off and compile+bf16. "env-steps" are agent steps (one action
 per environment, action repeat inside). Latencies: median over repeats after warm-up, with a device
 synchronisation around each call. Paper sizes: model size 5, N=512, K=20, H=3.
 """
@@ -37,6 +38,7 @@ VARIANTS_CUDA = {
     "cudagraphs": {"cudagraphs": True},
     "cudagraphs+bf16": {"cudagraphs": True, "bf16_plan": True, "bf16_update": True},
     "all": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True},
+    "triton": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True, "kernels": "triton"},
 }
 VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, "bf16_update": True}}
 FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update")
@@ -75,7 +77,8 @@ def median_ms(fn, device, warmup: int, max_repeats: int, budget_s: float) -> flo
 
 
 def flags_of(variant: dict) -> dict:
-    return {k: bool(variant.get(k, False)) for k in FLAG_KEYS}
+    """The speed settings of a variant: the four boolean flags and the planner's kernels."""
+    return {**{k: bool(variant.get(k, False)) for k in FLAG_KEYS}, "kernels": variant.get("kernels", "torch")}
 
 
 def make_agent(args, variant: dict, **over):
@@ -192,7 +195,7 @@ def bench_e2e(args, rows, variants):
     }
     for mode, (over, skip) in modes.items():
         for name, variant in variants.items():
-            flags = [f"{k}={str(v).lower()}" for k, v in flags_of(variant).items()]
+            flags = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags_of(variant).items()]
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = compose_config(common + small + over + flags + [f"time_limit={args.e2e_seconds}"], tmp)
                 summary = run(cfg)

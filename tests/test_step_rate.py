@@ -28,3 +28,19 @@ def test_step_rate_smoke_on_cpu(tmp_path):
     for r in rows:
         assert r["sizes"] == "small (CPU smoke)" and r["device"] and r["commit"] and r["date"]
         assert math.isfinite(float(r["value"])) and float(r["value"]) > 0, r
+
+
+def test_denoise_profile_smoke_on_cpu(tmp_path):
+    """Eager and the interpreted Triton kernels at one tiny size; CSV and PNG written."""
+    script = SCRIPT.parent / "denoise_profile.py"
+    out, png = tmp_path / "d.csv", tmp_path / "d.png"
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--samples", "16", "--envs", "1",
+                           "--repeats", "1", "--budget", "0", "--csv", str(out), "--png", str(png)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "TRITON_INTERPRET": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SMALL sizes on CPU" in proc.stdout and png.stat().st_size > 1000
+    rows = list(csv.DictReader(open(out)))
+    assert {r["backend"] for r in rows} == {"eager", "triton"}
+    for r in rows:
+        assert float(r["plan_ms"]) > 0 and float(r["gflop_per_plan"]) > 0 and r["commit"] and r["date"]
