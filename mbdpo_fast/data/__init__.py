@@ -1,0 +1,1 @@
+"""Offline datasets (TD-MPC2's chunk format) for multi-task pretraining."""
