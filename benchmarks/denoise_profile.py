@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import platform
 import statistics
 import sys
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_rate import commit, median_ms, sync  # noqa: E402
+from common import commit, device_name  # noqa: E402
+from step_rate import median_ms, sync  # noqa: E402
 
 BACKENDS_CUDA = {
     "eager": {},
@@ -128,7 +128,7 @@ def main() -> None:
     envs = args.envs or ([1, 2] if args.small else [1, 64, 256])
     K0, H0 = (4, 3) if args.small else (20, 3)
     peak = bf16_peak_tflops(dev)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu")
+    name = device_name(dev)
     print(f"denoise_profile on {name}, torch {torch.__version__}, commit {commit()}, bf16 peak {peak:.0f} TFLOP/s"
           + ("\nSMALL sizes on CPU (Triton interpreted): a smoke run, not a measurement of the kernels" if args.small else ""))
     grid = [("N", E, N, K0, H0) for E in envs for N in samples]

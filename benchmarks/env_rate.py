@@ -17,27 +17,14 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-
-def commit() -> str:
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+sys.path.insert(0, str(Path(__file__).parent))
+from common import commit, device_name  # noqa: E402
 
 
 def write_rows(path: str | None, rows: list[dict]) -> None:

@@ -10,27 +10,18 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import os
-import platform
 import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import commit, device_name  # noqa: E402
+
 from mbdpo_fast.agent import MBDPO, Batch, seed_everything
 from mbdpo_fast.config import default_config, finalize
-
-
-def commit() -> str:
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def timed(fn, device, repeats, warmup):
@@ -76,7 +67,7 @@ def main() -> None:
     batch = Batch(obs=torch.randn(H + 1, B, 17, device=dev), action=torch.rand(H, B, 6, device=dev) * 2 - 1,
                   reward=torch.rand(H, B, 1, device=dev), terminated=torch.zeros(H, B, 1, device=dev))
     update_ms = timed(lambda: agent.update(batch), dev, args.repeats, 5)
-    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
+    gpu = device_name(dev)
     row = {"date": dt.date.today().isoformat(), "commit": commit(), "device": gpu, "torch": torch.__version__,
            "model_size": cfg.model_size, "params_M": round(agent.model.num_parameters() / 1e6, 3),
            "num_samples": cfg.num_samples, "diffusion_steps": cfg.diffusion_steps, "horizon": H,

@@ -23,15 +23,16 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import commit, device_name  # noqa: E402
 
 VARIANTS_CUDA = {
     "off": {},
@@ -44,17 +45,6 @@ VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, 
 FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update")
 SMALL = {"model_size": 1, "num_samples": 64, "diffusion_steps": 6, "num_elites": 8, "num_pi_trajs": 4}
 OBS_DIM, ACTION_DIM = 17, 6  # cheetah-run
-
-
-def commit() -> str:
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def sync(device: torch.device) -> None:
@@ -255,7 +245,7 @@ def main() -> None:
             sys.exit(f"error: unknown variant(s) {unknown}; on {dev.type}: {list(variants)}")
         variants = {k: v for k, v in variants.items() if k in args.variants}
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "mbdpo_fast_jax"))
-    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu")
+    gpu = device_name(dev)
     sizes = ("SMALL sizes on CPU (a smoke run, not the paper's settings): " + str(SMALL)) if args.small \
         else "paper sizes: model size 5, N=512, K=20, H=3"
     print(f"step_rate on {gpu} ({dev.type}), torch {torch.__version__}, commit {commit()}\n{sizes}")

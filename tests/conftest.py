@@ -27,6 +27,16 @@ def tiny_config(obs_dim: int = 7, action_dim: int = 3, **overrides):
     return finalize(default_config(**base), obs_dim, action_dim)
 
 
+def nontrivial(model):
+    """Random non-zero Q, reward and energy output layers (they start at zero), so that imagined
+    values differ between candidates and elites are not ties."""
+    for w in model.qs.weights:
+        torch.nn.init.normal_(w, std=0.1)
+    for head in (model.reward_head, model.energy_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
+    return model
+
+
 @pytest.fixture
 def tiny_cfg():
     return tiny_config

@@ -16,7 +16,7 @@ from mbdpo_fast.kernels.two_hot_head import two_hot_value, two_hot_value_referen
 from mbdpo_fast.planner import DiffusionPlanner
 from mbdpo_fast.world_model import WorldModel
 
-from conftest import tiny_config
+from conftest import nontrivial, tiny_config
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -117,14 +117,6 @@ def test_philox_candidates_are_standard_normal_and_seeded():
     again = elite_score(values, cand, x, 0.5, 0.9, 16, 0.5, next_abar=nabar, seed=seed)[2]
     other = elite_score(values, cand, x, 0.5, 0.9, 16, 0.5, next_abar=nabar, seed=seed + 1)[2]
     assert torch.equal(again, nxt) and not torch.equal(other, nxt)
-
-
-def nontrivial(model):
-    for w in model.qs.weights:
-        torch.nn.init.normal_(w, std=0.1)
-    for head in (model.reward_head, model.energy_head):
-        torch.nn.init.normal_(head[-1].weight, std=0.1)
-    return model
 
 
 @pytest.mark.parametrize("E,episodic", [(1, False), (3, False), (2, True)])

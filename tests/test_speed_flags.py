@@ -9,19 +9,11 @@ from mbdpo_fast.agent import MBDPO, Batch, percentiles
 from mbdpo_fast.planner import DiffusionPlanner, imagined_value
 from mbdpo_fast.world_model import WorldModel
 
-from conftest import tiny_config
+from conftest import nontrivial, tiny_config
 
 
 def rel_err(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
-
-
-def nontrivial(model):
-    for w in model.qs.weights:
-        torch.nn.init.normal_(w, std=0.1)
-    for head in (model.reward_head, model.energy_head):
-        torch.nn.init.normal_(head[-1].weight, std=0.1)
-    return model
 
 
 def batch_for(cfg, B=16, seed=0):

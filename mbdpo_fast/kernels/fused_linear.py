@@ -29,6 +29,23 @@ def _mish(y):
 
 
 @triton.jit
+def accumulate_tile(acc, x_ptr, s_xm, w_ptr, s_wn, s_wk, k_base, rm, rn, m_ok, n_ok, K: tl.constexpr,
+                    DOT_BF16: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc[BLOCK_M, BLOCK_N] += x[rm, :K] @ W[rn, k_base:k_base+K]^T, streaming BLOCK_K slices."""
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = rk < K
+        a = tl.load(x_ptr + rm[:, None] * s_xm + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + rn[None, :] * s_wn + (k_base + rk[:, None]) * s_wk, mask=k_ok[:, None] & n_ok[None, :],
+                    other=0.0)
+        if DOT_BF16:
+            acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
+        else:
+            acc += tl.dot(a.to(tl.float32), w.to(tl.float32))
+    return acc
+
+
+@triton.jit
 def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr,
                          M, s_x1m, s_x2m, s_wn, s_wk, s_om, eps, K1: tl.constexpr, K2: tl.constexpr, N: tl.constexpr,
                          HAS_X2: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr, GROUP: tl.constexpr,
@@ -40,26 +57,9 @@ def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr,
     m_ok = rm < M
     n_ok = rn < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K1, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = rk < K1
-        a = tl.load(x1_ptr + rm[:, None] * s_x1m + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + rn[None, :] * s_wn + rk[:, None] * s_wk, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        if DOT_BF16:
-            acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
-        else:
-            acc += tl.dot(a.to(tl.float32), w.to(tl.float32))
-    if HAS_X2:
-        for k0 in range(0, K2, BLOCK_K):
-            rk = k0 + tl.arange(0, BLOCK_K)
-            k_ok = rk < K2
-            a = tl.load(x2_ptr + rm[:, None] * s_x2m + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-            w = tl.load(w_ptr + rn[None, :] * s_wn + (K1 + rk[:, None]) * s_wk, mask=k_ok[:, None] & n_ok[None, :],
-                        other=0.0)
-            if DOT_BF16:
-                acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
-            else:
-                acc += tl.dot(a.to(tl.float32), w.to(tl.float32))
+    acc = accumulate_tile(acc, x1_ptr, s_x1m, w_ptr, s_wn, s_wk, 0, rm, rn, m_ok, n_ok, K1, DOT_BF16, BLOCK_K)
+    if HAS_X2:  # the second part of the input: weight columns K1..K1+K2
+        acc = accumulate_tile(acc, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, K1, rm, rn, m_ok, n_ok, K2, DOT_BF16, BLOCK_K)
     y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     if LN:
         nf = N * 1.0

@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from ..functional import two_hot_inv
+from .fused_linear import accumulate_tile
 
 
 @triton.jit
@@ -22,15 +23,7 @@ def _two_hot_value_kernel(h_ptr, w_ptr, b_ptr, bins_ptr, out_ptr, M, s_hm, s_wn,
     m_ok = rm < M
     n_ok = rn < NB
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = rk < K
-        a = tl.load(h_ptr + rm[:, None] * s_hm + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + rn[None, :] * s_wn + rk[:, None] * s_wk, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        if DOT_BF16:
-            acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
-        else:
-            acc += tl.dot(a.to(tl.float32), w.to(tl.float32))
+    acc = accumulate_tile(acc, h_ptr, s_hm, w_ptr, s_wn, s_wk, 0, rm, rn, m_ok, n_ok, K, DOT_BF16, BLOCK_K)
     logits = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     logits = tl.where(n_ok[None, :], logits, float("-inf"))
     p = tl.exp(logits - tl.max(logits, axis=1)[:, None])
