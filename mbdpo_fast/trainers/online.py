@@ -31,6 +31,15 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN/inf; training stops without overwriting the last good checkpoint."""
 
 
+def check_finite(metrics: dict[str, float], step: int, checkpoint_path: Path) -> None:
+    """Raise TrainingDivergedError naming the non-finite metrics and the state of the checkpoint."""
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        last = (f"the last checkpoint ({checkpoint_path}) is untouched" if checkpoint_path.exists()
+                else "no checkpoint was written yet")
+        raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {step}: training diverged and stopped; {last}")
+
+
 def np_rng_to_tensors(rs: np.random.RandomState) -> dict:
     name, keys, pos, has_gauss, gauss = rs.get_state()
     return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
@@ -204,11 +213,6 @@ class OnlineTrainer:
                "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
                "plan_ms": self._timing_ms("plan"), "update_ms": self._timing_ms("update")}
         metrics = {k: float(v) for k, v in self._last_metrics.items()}
-        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-        if bad:
-            last = (f"the last checkpoint ({self.checkpoint_path}) is untouched" if self.checkpoint_path.exists()
-                    else "no checkpoint was written yet")
-            raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {self.step}: training diverged "
-                                        f"and stopped; {last}")
+        check_finite(metrics, self.step, self.checkpoint_path)
         row.update({k: v for k, v in metrics.items() if k in self.logger.train.fields})
         self.logger.log_train(row)

@@ -12,7 +12,6 @@ RNG; the environments start fresh episodes (their simulator states are not saved
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..logger import Logger
 from ..profiling import RegionTimer
 from ..replay import ReplayBuffer
-from .online import TrainingDivergedError
+from .online import check_finite
 
 
 @torch.no_grad()
@@ -116,12 +115,7 @@ class VectorTrainer:
         """Fetch the accumulated metrics (one host synchronisation) and write a train row."""
         n_up = max(float(acc["updates"]), 1.0)
         losses = {k: float(v) / n_up for k, v in acc["losses"].items()}
-        bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
-        if bad:
-            last = (f"the last checkpoint ({self.checkpoint_path}) is untouched" if self.checkpoint_path.exists()
-                    else "no checkpoint was written yet")
-            raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {self.step}: training diverged "
-                                        f"and stopped; {last}")
+        check_finite(losses, self.step, self.checkpoint_path)
         count = float(acc["ep_count"])
         self.episode += int(count)
         times = self.timer.mean_ms()
