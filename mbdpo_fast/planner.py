@@ -162,13 +162,16 @@ class DiffusionPlanner:
             m = m * (~first.bool()).view(-1, 1, 1).to(m.dtype)
         return m
 
-    def draw_noise(self, E: int, device) -> dict[str, torch.Tensor]:
+    def draw_noise(self, E: int, device, candidates: bool = True) -> dict[str, torch.Tensor]:
         """The random numbers of one denoising step for E envs: candidates [E, N, H, A], the
         policy rollouts' sampling noise [H, E, P, A], the final policy sample's noise [E, N, A]
         and the 2 Q heads [2] (shared by the batch, as one call of Qavg)."""
         N, P, H, A = self.num_samples, self.num_pi_trajs, self.horizon, self.action_dim
-        return {"cand": torch.randn(E, N, H, A, device=device), "pi_roll": torch.randn(H, E, P, A, device=device),
-                "pi_value": torch.randn(E, N, A, device=device), "heads": self.model.random_heads(device)}
+        out = {"pi_roll": torch.randn(H, E, P, A, device=device), "pi_value": torch.randn(E, N, A, device=device),
+               "heads": self.model.random_heads(device)}
+        if candidates:  # the Triton path samples later steps' candidates in its kernel (Philox)
+            out["cand"] = torch.randn(E, N, H, A, device=device)
+        return out
 
     @torch.no_grad()
     def plan(self, z0: torch.Tensor, prev_plan: torch.Tensor, task: torch.Tensor | None = None,
@@ -266,7 +269,9 @@ class DiffusionPlanner:
             values = imagined_value_fused(model, z_rep, cand.reshape(E * N, H, -1).transpose(0, 1), task_rep, gamma,
                                           self.eta, self.episodic, noise["pi_value"].reshape(E * N, -1),
                                           noise["heads"], dtype)
-            nxt = noise_fn(tau - 1, E) if tau > 1 else None
+            nxt = None
+            if tau > 1:
+                nxt = noise_fn(tau - 1, E) if injected else self.draw_noise(E, x.device, candidates=False)
             eps = nxt["cand"] if (nxt is not None and injected) else None
             seed = torch.randint(0, 2**31 - 1, (1,), device=x.device) if (nxt is not None and not injected) else None
             x, target, cand = elite_score(values.view(E, N), cand, x, sch.abar[tau], sch.alphas[tau], self.num_elites,

@@ -55,8 +55,13 @@ def q_value(model, z: torch.Tensor, a: torch.Tensor, task, heads: torch.Tensor, 
     return total / heads.shape[0]
 
 
+def task_part(model, z: torch.Tensor, task) -> torch.Tensor | None:
+    """The task embedding as the second input part of a head that reads cat(z, emb) (None single-task)."""
+    return model.with_task(z[..., :0], task) if model.multitask else None
+
+
 def pi_sample(model, z: torch.Tensor, task, eps: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    raw = run_mlp(model.pi_head, z, model.with_task(z[..., :0], task) if model.multitask else None, dtype)
+    raw = run_mlp(model.pi_head, z, task_part(model, z, task), dtype)
     action, _ = model.pi_from_head(raw.float(), task, eps)
     return action
 
@@ -76,8 +81,7 @@ def imagined_value_fused(model, z, actions, task, gamma, eta, episodic, pi_eps, 
         z = run_mlp(model.dynamics, z, a, dtype)
         g = g * gamma
         if episodic:
-            term = run_mlp(model.termination_head, z, model.with_task(z[..., :0], task) if model.multitask else None,
-                           dtype)
+            term = run_mlp(model.termination_head, z, task_part(model, z, task), dtype)
             alive = alive * (term <= 0).float()
     a_pi = pi_sample(model, z, task, pi_eps, dtype)
     return G + g * alive * q_value(model, z, a_pi, task, heads, dtype)
