@@ -63,6 +63,9 @@ class MBDPO:
         self.cfg = cfg
         self.hp = UpdateHyper.from_config(cfg)
         self.device = resolve_device(cfg.device)
+        if cfg.multitask:
+            action_dims = list(cfg.action_dims) if action_dims is None else action_dims
+            episode_lengths = list(cfg.episode_lengths) if episode_lengths is None else episode_lengths
         self.model = WorldModel(cfg, action_dims).to(self.device)
         lengths = episode_lengths if episode_lengths is not None else [cfg.episode_length]
         discounts = [discount_for(L, cfg.discount_denom, cfg.discount_min, cfg.discount_max) for L in lengths]
@@ -84,6 +87,8 @@ class MBDPO:
         self.H, self.rho, self.num_q = int(cfg.horizon), float(cfg.rho), int(cfg.num_q)
         self.num_bins, self.vmin, self.vmax = int(cfg.num_bins), float(cfg.vmin), float(cfg.vmax)
         self._graphs: dict = {}
+        self._dist = None  # DistContext once `enable_ddp` wrapped the losses
+        self._wm_loss, self._pi_loss = self.world_model_losses, self.pi_loss
         self._graphed_update = None
         self._update_fn = torch.compile(self.update_step) if cfg.compile else self.update_step
         self.model.eval()
@@ -175,24 +180,33 @@ class MBDPO:
         pred = m.score(z, x.reshape(S, -1), tau.float(), t)
         return F.mse_loss(pred, target.reshape(S, -1))
 
-    def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Policy prior on detached latents zs [H+1, B, L] with its own optimiser:
-        loss = -mean_t rho^t [entropy_coef * scaled_entropy + Qavg / S], S the running scale."""
+    def pi_loss(self, zs: torch.Tensor, task: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy prior loss on detached latents zs [H+1, B, L]:
+        -mean_t rho^t [entropy_coef * scaled_entropy + Qavg / S], S the running Q scale (updated
+        here). Returns (loss, mean scaled entropy)."""
         m = self.model
         with self._autocast():
-            a, info = m.pi(zs, task)
+            # The task embedding is the world-model optimiser's: no gradient from this loss (it
+            # would be discarded, and under DDP it would reach a parameter of the other module).
+            a, info = m.pi(zs, task, detach_task=True)
             q = m.Q(zs, a, task, mode="avg", detach=True).float()  # [H+1, B, 1]
         with torch.no_grad():
             p5, p95 = percentiles(q[0].flatten(), (0.05, 0.95))
             m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.hp.tau)
         obj = (self.hp.entropy_coef * info["scaled_entropy"].float() + q / m.q_scale).mean(dim=(1, 2))
         loss = -(obj * self._rho[: zs.shape[0]]).mean()
+        return loss, info["scaled_entropy"].mean().detach()
+
+    def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """One step of the policy prior's own optimiser on `pi_loss`."""
+        m = self.model
+        loss, entropy = self._pi_loss(zs, task)
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.hp.grad_clip_norm)
         self.pi_optim.step()
         return {"pi_loss": loss.detach(), "pi_grad_norm": grad_norm.detach(),
-                "pi_entropy": info["scaled_entropy"].mean().detach(), "q_scale": m.q_scale.clone()}
+                "pi_entropy": entropy, "q_scale": m.q_scale.clone()}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update (section 5) on a batch from replay. Returns detached scalar tensors (no host
@@ -253,7 +267,7 @@ class MBDPO:
         m = self.model
         m.train()
         with self._autocast():
-            total, out, zs, energy_logits = self.world_model_losses(obs, action, reward, term, task)
+            total, out, zs, energy_logits = self._wm_loss(obs, action, reward, term, task)
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), self.hp.grad_clip_norm)
@@ -261,10 +275,25 @@ class MBDPO:
         out.update(self.update_pi(zs.detach(), task))
         m.soft_update_target(self.hp.tau)
         self.update_energy_stats(energy_logits)
+        if self._dist is not None:
+            from .distributed import average_statistics
+
+            average_statistics([m.energy_mu, m.energy_sigma, m.q_scale], self._dist.world_size)
         m.eval()
         out.update({"total_loss": total.detach(), "grad_norm": grad_norm.detach(),
                     "energy_mu": m.energy_mu.clone(), "energy_sigma": m.energy_sigma.clone()})
         return out
+
+    def enable_ddp(self, ctx) -> None:
+        """Data-parallel updates across the torchrun processes of `ctx` (distributed.DistContext):
+        rank 0's state is broadcast, gradients are averaged by DDP in both backward passes. Call
+        after loading any checkpoint. The batch each process passes to `update` is its shard."""
+        if self.use_graphs or self.cfg.compile:
+            raise ValueError("DDP updates run eagerly: set cudagraphs=false and compile=false")
+        from .distributed import wrap_agent
+
+        self._wm_loss, self._pi_loss = wrap_agent(self, ctx)
+        self._dist = ctx
 
     # ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

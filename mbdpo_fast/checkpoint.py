@@ -100,11 +100,11 @@ def set_rng_state(state: dict, device) -> None:
 
 
 def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict, step: int) -> Path:
-    """Write the replay file (if cfg.save_replay), then the checkpoint naming it, then drop older
+    """Write the replay file (if cfg.save_replay and there is a buffer), then the checkpoint naming it, then drop older
     replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
     work_dir = Path(work_dir)
     replay_file = None
-    if cfg.save_replay:
+    if cfg.save_replay and buffer is not None:
         replay_file = f"replay_{step:09d}.pt"
         atomic_save(buffer.state_dict(), work_dir / replay_file)
     payload = {"format": FORMAT, "config": config_to_dict(cfg), "agent": agent.state_dict(),
@@ -126,7 +126,7 @@ def load_run(path: str | os.PathLike, cfg: DictConfig, agent, buffer) -> dict:
         agent.load_state_dict(payload["agent"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: agent state does not load ({str(exc).splitlines()[0][:300]})") from None
-    if payload.get("replay_file"):
+    if payload.get("replay_file") and buffer is not None:
         state = safe_load(Path(path).parent / payload["replay_file"], what="replay file")
         try:
             buffer.load_state_dict(state)

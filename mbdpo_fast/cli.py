@@ -6,15 +6,16 @@ from contextlib import contextmanager
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
+from .data.chunks import DatasetError
 from .replay import ReplayCapacityError
 from .trainers.online import TrainingDivergedError
 
-USER_ERRORS = (ConfigError, CheckpointError, ReplayCapacityError, TrainingDivergedError)
+USER_ERRORS = (ConfigError, CheckpointError, ReplayCapacityError, TrainingDivergedError, DatasetError)
 
 
 @contextmanager
 def user_errors():
-    """Turn configuration/checkpoint/capacity/divergence errors into `error: ...` on stderr and exit code 2."""
+    """Turn configuration/checkpoint/dataset/capacity/divergence errors into `error: ...` on stderr and exit code 2."""
     try:
         yield
     except USER_ERRORS as exc:

@@ -134,6 +134,18 @@ class Config:
     bf16_update: bool = False  # bf16 autocast in the update's forward passes
     kernels: str = "torch"  # planner hot path: torch (reference) | triton (fused kernels, CUDA or TRITON_INTERPRET=1)
 
+    # --- multi-task, offline pretraining, fine-tuning ------------------------------------------
+    tasks: list[str] = field(default_factory=list)  # multi-task list (set names mt30/mt80 expand); [] with
+    #   task=mt30|mt80: that set; [] otherwise: single task. Pretraining: the tasks trained; fine-tuning:
+    #   the embedding table's tasks (the fine-tuned `task` is one of them, appended if unseen).
+    data_dir: str | None = None  # pretrain: directory of TD-MPC2 chunk_*.pt files
+    data_mmap: bool = False  # memory-map the chunks instead of reading them (datasets larger than RAM)
+    data_allow_pickle: bool = False  # chunks saved as TensorDicts need unpickling (trusted files only)
+    data_on_device: bool = False  # hold the (eager) dataset on the training device: no host->device copies
+    checkpoint: str | None = None  # finetune: the pretrained (multi-task) checkpoint to start from
+    save_dataset: bool = False  # online trainers: also write the replay as dataset chunks (work_dir/dataset)
+    grad_checkpoint: bool = False  # recompute MLP activations in the backward pass (large models, memory)
+
     # --- logging ------------------------------------------------------------------------------
     wandb: WandbConfig = field(default_factory=WandbConfig)
     progress_bar: bool = True
@@ -143,7 +155,10 @@ class Config:
     action_dim: int = -1
     discount: float = -1.0
     multitask: bool = False
-    tasks: list[str] = field(default_factory=list)
+    obs_dims: list[int] = field(default_factory=list)  # per task (multi-task); obs_dim is their padded max
+    action_dims: list[int] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    action_repeats: list[int] = field(default_factory=list)
 
 
 def register_schema() -> None:
@@ -222,6 +237,9 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
             cfg.seed_steps = max(1000, 5 * cfg.episode_length)
         cfg.discount = discount_for(cfg.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
         cfg.multitask = len(cfg.tasks) > 1
+        if not cfg.multitask:
+            cfg.obs_dims, cfg.action_dims = [cfg.obs_dim], [cfg.action_dim]
+            cfg.episode_lengths, cfg.action_repeats = [cfg.episode_length], [cfg.action_repeat]
     _require(cfg.latent_dim % cfg.simnorm_dim == 0,
              f"latent_dim={cfg.latent_dim} must be a multiple of simnorm_dim={cfg.simnorm_dim}")
     _require(cfg.num_q >= 2, f"num_q={cfg.num_q}: the value estimate needs at least 2 Q heads")
@@ -248,8 +266,44 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
             cfg.seed_updates = max(1, cfg.seed_steps * cfg.updates_per_step // cfg.num_envs)
     _require(cfg.wandb.mode in ("disabled", "offline", "online"),
              f"wandb.mode={cfg.wandb.mode!r}: use disabled, offline or online")
+    _require(not (cfg.grad_checkpoint and cfg.cudagraphs), "grad_checkpoint=true does not combine with cudagraphs=true")
     resolve_device(cfg.device)
     return cfg
+
+
+def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int | None = None) -> DictConfig:
+    """finalize() for multi-task configs: expand cfg.tasks (or a set name in cfg.task), fill the
+    per-task dims, episode lengths and action repeats (suite defaults unless action_repeat /
+    episode_length are set, which then apply to every task), pad obs/action dims to their maxima
+    (or to obs_dim/action_dim where given, e.g. a dataset's or a checkpoint's padded dims)."""
+    from .envs import check_task
+    from .task_sets import TASK_SETS, expand_tasks, suite_defaults, task_dims
+
+    names = expand_tasks(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+    if len(names) < 2 and cfg.task not in TASK_SETS:
+        raise ConfigError(f"a multi-task run needs at least 2 tasks; got {names} (set task=mt30|mt80 or "
+                          f"tasks=[a,b,...])")
+    for name in names:
+        check_task(name)
+    dims = [task_dims(t) for t in names]
+    suite = [suite_defaults(t) for t in names]
+    D, A = max(d for d, _ in dims), max(a for _, a in dims)
+    if obs_dim is not None:
+        _require(obs_dim >= D, f"obs_dim={obs_dim} is smaller than the largest task's ({D})")
+        D = obs_dim
+    if action_dim is not None:
+        _require(action_dim >= A, f"action_dim={action_dim} is smaller than the largest task's ({A})")
+        A = action_dim
+    with open_dict(cfg):
+        cfg.tasks = names
+        cfg.obs_dims = [d for d, _ in dims]
+        cfg.action_dims = [a for _, a in dims]
+        cfg.action_repeats = [r if cfg.action_repeat < 0 else int(cfg.action_repeat) for r, _ in suite]
+        cfg.episode_lengths = [L if cfg.episode_length < 0 else int(cfg.episode_length) for _, L in suite]
+        own = names.index(cfg.task) if cfg.task in names else None  # the fine-tuned task, if any
+        repeat = cfg.action_repeats[own] if own is not None else max(cfg.action_repeats)
+        length = cfg.episode_lengths[own] if own is not None else max(cfg.episode_lengths)
+    return finalize(cfg, D, A, repeat, length)
 
 
 def suggest(name: str, known: list[str]) -> str:

@@ -1,17 +1,19 @@
-"""python -m mbdpo_fast.evaluate checkpoint=PATH [episodes=10] [device=auto] [seed=0] [output=FILE]
+"""python -m mbdpo_fast.evaluate checkpoint=PATH [tasks=[...]] [episodes=10] [device=auto] [seed=0] [output=FILE]
 
-Evaluates a checkpoint's policy (planner in eval mode, no action noise) on its task for N
-episodes; writes one CSV row per episode (task,episode,return[,success]) and prints a summary.
+Evaluates a checkpoint's policy (planner in eval mode, no action noise) for N episodes on each
+task of `tasks` (default: every task the checkpoint was trained on; set names mt30/mt80 expand;
+a multi-task checkpoint evaluates only tasks it knows, fine-tune for others). Writes one CSV row
+per episode (task,index,step,episode,return,success) and a summary CSV (per task: mean/std return,
+success, the paper's normalised score) and prints the table and the mean normalised score.
 """
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -19,17 +21,18 @@ from .agent import MBDPO, seed_everything
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import user_errors
 from .config import ConfigError, resolve_device
-from .envs import make_env
-from .trainers.online import evaluate_agent
+from .task_eval import evaluate_task, summarize
+from .task_sets import expand_tasks
 
 
 @dataclass
 class EvaluateConfig:
     checkpoint: str = MISSING
+    tasks: list[str] = field(default_factory=list)  # [] = the checkpoint's own task(s)
     episodes: int = 10
     device: str = "auto"
     seed: int = 0
-    output: str | None = None  # default: eval_<task>_<step>.csv next to the checkpoint
+    output: str | None = None  # per-episode CSV; default eval_<task>_<step>.csv next to the checkpoint
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -40,6 +43,7 @@ def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfi
     payload = load_checkpoint(path)
     cfg = OmegaConf.create(payload["config"])
     cfg.device = str(resolve_device(device))
+    cfg.cudagraphs = cfg.compile = False  # evaluation acts episode by episode: nothing to amortise
     agent = MBDPO(cfg)
     try:
         agent.load_state_dict(payload["agent"])
@@ -48,23 +52,49 @@ def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfi
     return agent, cfg, int(payload["trainer"]["step"])
 
 
+def task_indices(cfg: DictConfig, requested: list[str]) -> list[int]:
+    """Positions in the checkpoint's task list of the requested tasks (all of them by default)."""
+    known = list(cfg.tasks) if cfg.multitask else [cfg.task]
+    names = expand_tasks(requested) if requested else known
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise ConfigError(f"the checkpoint was not trained on {unknown} (it knows {len(known)} tasks: "
+                          f"{', '.join(known[:8])}{', ...' if len(known) > 8 else ''}); fine-tune it on a new task "
+                          f"with python -m mbdpo_fast.finetune")
+    return [known.index(t) for t in names]
+
+
 def run(ecfg: DictConfig) -> dict:
     if ecfg.episodes < 1:
         raise ConfigError("episodes must be >= 1")
     seed_everything(ecfg.seed)
     agent, cfg, step = load_agent(ecfg.checkpoint, ecfg.device)
-    env = make_env(cfg.task, ecfg.seed, cfg.action_repeat, cfg.episode_length)
-    res = evaluate_agent(agent, env, ecfg.episodes, seed=ecfg.seed)
-    out = Path(ecfg.output) if ecfg.output else Path(ecfg.checkpoint).parent / f"eval_{cfg.task}_{step}.csv"
+    indices = task_indices(cfg, list(ecfg.tasks))
+    label = (cfg.tasks[indices[0]] if cfg.multitask else cfg.task) if len(indices) == 1 else f"{len(indices)}tasks"
+    out = Path(ecfg.output) if ecfg.output else Path(ecfg.checkpoint).parent / f"eval_{label}_{step}.csv"
+    summary_path = out.with_name(out.stem + "_summary.csv")
+    results = []
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task", "step", "episode", "return"])
-        for i, r in enumerate(res["returns"]):
-            w.writerow([cfg.task, step, i, f"{r:.4f}"])
-    rets = np.asarray(res["returns"])
-    print(f"{cfg.task} step {step}: return {rets.mean():.1f} +- {rets.std():.1f} over {len(rets)} episodes "
-          f"(min {rets.min():.1f}, max {rets.max():.1f}) -> {out}")
-    return {"task": cfg.task, "step": step, "mean": float(rets.mean()), "returns": res["returns"], "csv": str(out)}
+        w.writerow(["task", "index", "step", "episode", "return", "success"])
+        for i in indices:
+            r = evaluate_task(agent, cfg, i, ecfg.episodes, seed=ecfg.seed + 7919 * i)
+            results.append(r)
+            for k, ret in enumerate(r.returns):
+                w.writerow([r.task, i, step, k, f"{ret:.4f}", f"{r.successes[k]:.0f}" if r.successes else ""])
+            f.flush()
+            print(f"{r.task:32s} return {r.mean_return:8.1f} +- {np.std(r.returns):6.1f}"
+                  f"{'' if r.success is None else f'  success {r.success:.2f}'}  score {r.score:6.1f}")
+    with open(summary_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "index", "step", "episodes", "mean_return", "std_return", "success", "score"])
+        for r in results:
+            w.writerow([r.task, r.index, step, len(r.returns), f"{r.mean_return:.4f}", f"{np.std(r.returns):.4f}",
+                        "" if r.success is None else f"{r.success:.4f}", f"{r.score:.4f}"])
+    totals = summarize(results)
+    print(f"step {step}: mean normalised score {totals['score']:.2f} over {len(results)} tasks "
+          f"({ecfg.episodes} episodes each) -> {out}, {summary_path}")
+    return {"step": step, "results": results, **totals, "csv": str(out), "summary_csv": str(summary_path)}
 
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="evaluate")

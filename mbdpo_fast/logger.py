@@ -46,12 +46,15 @@ TRAIN_FIELDS = ["step", "episode", "episode_reward", "elapsed_s", "env_steps_per
 
 
 class Logger:
-    def __init__(self, cfg: DictConfig, work_dir: Path, with_success: bool = False):
+    def __init__(self, cfg: DictConfig, work_dir: Path, with_success: bool = False,
+                 eval_fields: list[str] | None = None, train_fields: list[str] | None = None):
+        """eval_fields / train_fields replace the online trainers' columns (offline pretraining)."""
         self.work_dir = Path(work_dir)
         self.seed = cfg.seed
-        eval_fields = ["step", "reward", "seed"] + (["success"] if with_success else [])
+        if eval_fields is None:
+            eval_fields = ["step", "reward", "seed"] + (["success"] if with_success else [])
         self.eval = CSVLog(self.work_dir / "eval.csv", eval_fields)
-        self.train = CSVLog(self.work_dir / "train.csv", TRAIN_FIELDS)
+        self.train = CSVLog(self.work_dir / "train.csv", train_fields or TRAIN_FIELDS)
         self._wandb = None
         if cfg.wandb.mode != "disabled":
             try:
@@ -74,6 +77,12 @@ class Logger:
         self.eval.write(row)
         if self._wandb is not None:
             self._wandb.log({"eval/reward": reward, **({"eval/success": success} if success is not None else {})}, step=step)
+
+    def log_eval_row(self, row: dict) -> None:
+        """One evaluation row with the columns given at construction (numbers as they come)."""
+        self.eval.write({"seed": self.seed, **{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}})
+        if self._wandb is not None:
+            self._wandb.log({f"eval/{k}": v for k, v in row.items() if k != "step"}, step=row["step"])
 
     def log_train(self, row: dict) -> None:
         self.train.write({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

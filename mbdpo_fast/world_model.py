@@ -10,6 +10,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 from omegaconf import DictConfig
 
 from . import functional as fn
@@ -25,6 +26,7 @@ class WorldModel(nn.Module):
         self.num_q, self.energy_clip = int(cfg.num_q), float(cfg.energy_clip)
         self.log_std_min, self.log_std_max = float(cfg.log_std_min), float(cfg.log_std_max)
         self.time_embed_dim = int(cfg.time_embed_dim)
+        self.grad_checkpoint = bool(cfg.get("grad_checkpoint", False))
         A, L, M = cfg.action_dim, cfg.latent_dim, cfg.mlp_dim
         td = cfg.task_dim if self.multitask else 0
         self.action_dim, self.latent_dim, self.task_dim = A, L, td
@@ -32,7 +34,10 @@ class WorldModel(nn.Module):
         if self.multitask:
             ntask = len(cfg.tasks)
             self.task_emb = nn.Embedding(ntask, td, max_norm=1.0)
-            dims = action_dims if action_dims is not None else [A] * ntask
+            if action_dims is None:
+                given = list(cfg.get("action_dims", []))
+                action_dims = given if len(given) == ntask else [A] * ntask
+            dims = action_dims
             if len(dims) != ntask or max(dims) > A:
                 raise ValueError(f"action_dims {dims} do not fit {ntask} tasks padded to {A} action dims")
             masks = torch.zeros(ntask, A)
@@ -99,13 +104,23 @@ class WorldModel(nn.Module):
         return list(self.pi_head.parameters())
 
     # ----------------------------------------------------------------------------------------
-    def with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Append the task embedding (multi-task); task's dims align with x's trailing batch dims."""
+    def _run(self, net: nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """net(x): with grad_checkpoint (training, grads on) only the input is kept and the MLP's
+        activations are recomputed in the backward pass (dropout masks replayed: the RNG state is
+        saved with the checkpoint)."""
+        if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(net, x, use_reentrant=False, **kwargs)
+        return net(x, **kwargs)
+
+    def with_task(self, x: torch.Tensor, task: torch.Tensor | None, detach: bool = False) -> torch.Tensor:
+        """Append the task embedding (multi-task); task's dims align with x's trailing batch dims.
+        detach=True: no gradient to the embedding."""
         if not self.multitask:
             return x
         if task is None:
             raise ValueError("multi-task world model needs a task index tensor")
         e = self.task_emb(task.long())
+        e = e.detach() if detach else e
         e = e.view((1,) * (x.dim() - e.dim()) + tuple(e.shape)).expand(*x.shape[:-1], -1)
         return torch.cat([x, e], dim=-1)
 
@@ -114,16 +129,16 @@ class WorldModel(nn.Module):
         return self.action_masks[task.long()] if self.multitask else None
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(self.with_task(obs, task))
+        return self._run(self.encoder, self.with_task(obs, task))
 
     def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.dynamics(self.with_task(torch.cat([z, a], dim=-1), task))
+        return self._run(self.dynamics, self.with_task(torch.cat([z, a], dim=-1), task))
 
     def reward(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.reward_head(self.with_task(torch.cat([z, a], dim=-1), task))
+        return self._run(self.reward_head, self.with_task(torch.cat([z, a], dim=-1), task))
 
     def energy(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.energy_head(self.with_task(torch.cat([z, a], dim=-1), task))
+        return self._run(self.energy_head, self.with_task(torch.cat([z, a], dim=-1), task))
 
     def energy_bonus(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """clip((F - mu_F) / sigma_F, -c, c): the normalised energy bonus of section 3, [..., 1]."""
@@ -133,15 +148,16 @@ class WorldModel(nn.Module):
     def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         if self.termination_head is None:
             raise RuntimeError("termination head exists only for episodic tasks (episodic=true)")
-        return self.termination_head(self.with_task(z, task))
+        return self._run(self.termination_head, self.with_task(z, task))
 
-    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None,
-           eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None, eps: torch.Tensor | None = None,
+           detach_task: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sample a = tanh(mean + std * eps) (eps ~ N(0, I) unless given, [..., A]). Returns a [..., A] and info with mean, log_std and
         `scaled_entropy` = -(A_eff * log N(u) - sum log(1 - tanh(u)^2)), A_eff the (unmasked) action
         dims: the Gaussian log-likelihood scaled by the action dimension, then the tanh correction
-        (TD-MPC2's entropy scaling)."""
-        return self.pi_from_head(self.pi_head(self.with_task(z, task)), task, eps)
+        (TD-MPC2's entropy scaling). detach_task: no gradient to the task embedding (the policy
+        loss: the embedding belongs to the world model's optimiser)."""
+        return self.pi_from_head(self._run(self.pi_head, self.with_task(z, task, detach_task)), task, eps)
 
     def pi_from_head(self, raw: torch.Tensor, task: torch.Tensor | None = None,
                      eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -167,18 +183,18 @@ class WorldModel(nn.Module):
         'avg': mean of 2 randomly chosen heads (or the 2 given in `heads`), decoded, [..., 1] (planner,
         policy loss);
         'min': min of the first two heads, decoded, [..., 1] (TD targets, as the reference code)."""
-        x = self.with_task(torch.cat([z, a], dim=-1), task)
+        x = self.with_task(torch.cat([z, a], dim=-1), task, detach=detach)
         net = self.target_qs if target else self.qs
         if mode == "all":
-            return net(x, detach=detach)
+            return self._run(net, x, detach=detach)
         if mode == "avg":
             # argsort of uniforms, not randperm: capturable in a CUDA graph.
             if heads is None:
                 heads = self.random_heads(z.device)
-            return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).mean(0)
+            return fn.two_hot_inv(self._run(net, x, heads=heads, detach=detach), self.bins).mean(0)
         if mode == "min":
             heads = torch.arange(2, device=z.device)
-            return fn.two_hot_inv(net(x, heads=heads, detach=detach), self.bins).min(0).values
+            return fn.two_hot_inv(self._run(net, x, heads=heads, detach=detach), self.bins).min(0).values
         raise ValueError(f"unknown Q mode {mode!r}")
 
     def random_heads(self, device) -> torch.Tensor:
@@ -191,7 +207,7 @@ class WorldModel(nn.Module):
         if self.score_head is None:
             raise RuntimeError("score network is disabled (score_net=false)")
         temb = fn.sinusoidal_embedding(tau, self.time_embed_dim).expand(*x_flat.shape[:-1], -1)
-        return self.score_head(torch.cat([self.with_task(z, task), x_flat, temb], dim=-1))
+        return self._run(self.score_head, torch.cat([self.with_task(z, task), x_flat, temb], dim=-1))
 
     @torch.no_grad()
     def soft_update_target(self, tau: float) -> None:

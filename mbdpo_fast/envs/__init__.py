@@ -42,7 +42,7 @@ def suite_python(suite: str) -> str:
                       f"run `{make}` (creates {venv}) or set {var} to an interpreter that has {suite}")
 
 
-def _check_task(task: str) -> None:
+def check_task(task: str) -> None:
     from ..config import ConfigError, suggest
 
     tasks = known_tasks()
@@ -54,7 +54,7 @@ def make_env(task: str, seed: int, action_repeat: int | None = None, episode_len
     """A single environment for `task` (suite defaults for action repeat / episode length when None)."""
     from .suites import SUITE_DEFAULTS, suite_of
 
-    _check_task(task)
+    check_task(task)
     suite = suite_of(task)
     repeat, length = SUITE_DEFAULTS[suite]
     repeat = repeat if action_repeat is None else action_repeat

@@ -45,7 +45,7 @@ def _make(task, seed, action_repeat, episode_length):
 class AsyncVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int | None = None,
                  episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver"):
-        from . import _check_task, suite_python
+        from . import check_task, suite_python
         from .suites import suite_of
 
         if context not in ("forkserver", "spawn"):
@@ -53,7 +53,7 @@ class AsyncVecEnv:
                              f"start can deadlock)")
         from .suites import SUITE_DEFAULTS
 
-        _check_task(task)
+        check_task(task)
         self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
         suite = suite_of(task)
         repeat, length = SUITE_DEFAULTS[suite]

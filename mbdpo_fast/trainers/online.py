@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..agent import MBDPO
 from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
+from ..data.export import export_training_replay
 from ..logger import Logger
 from ..replay import ReplayBuffer
 
@@ -50,27 +51,30 @@ def np_rng_from_tensors(rs: np.random.RandomState, s: dict) -> None:
     rs.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
 
 
-def evaluate_agent(agent: MBDPO, env, episodes: int, seed: int | None = None) -> dict:
-    """Run `episodes` episodes with the planner in eval mode (no action noise).
-    Returns {"reward": mean return, "returns": [...], "success": mean success or None}."""
+def evaluate_agent(agent: MBDPO, env, episodes: int, seed: int | None = None, task: int | None = None) -> dict:
+    """Run `episodes` episodes with the planner in eval mode (no action noise); `task`: the task's
+    index for a multi-task agent (env then pads observations, see envs/padded.py).
+    Returns {"reward": mean return, "returns": [...], "success": mean success or None,
+    "successes": [...]}."""
     if seed is not None and hasattr(env, "random_state"):
         env.random_state.seed(seed)
     returns, successes = [], []
     dev = agent.device
+    task_t = None if task is None else torch.tensor([task], device=dev)
     for _ in range(episodes):
         obs, done, ep_ret, first = env.reset(), False, 0.0, True
         plan = agent.planner.initial_plan(1)
         info = {}
         while not done:
             obs_t = torch.as_tensor(obs, device=dev).unsqueeze(0)
-            action, plan = agent.act(obs_t, plan, first=torch.tensor([first], device=dev), eval_mode=True)
+            action, plan = agent.act(obs_t, plan, first=torch.tensor([first], device=dev), task=task_t, eval_mode=True)
             obs, r, term, trunc, info = env.step(action[0].cpu().numpy())
             ep_ret += r
             done, first = term or trunc, False
         returns.append(ep_ret)
         if "success" in info:
             successes.append(float(info["success"]))
-    return {"reward": float(np.mean(returns)), "returns": returns,
+    return {"reward": float(np.mean(returns)), "returns": returns, "successes": successes,
             "success": float(np.mean(successes)) if successes else None}
 
 
@@ -81,7 +85,12 @@ class OnlineTrainer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.agent = MBDPO(cfg)
         self.device = self.agent.device
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, 1, self.device)
+        # A multi-task model fine-tuned on one of its tasks (cfg.task in cfg.tasks): the env pads
+        # observations (envs/padded.py), actions and replay carry the task's index.
+        self.task_index = list(cfg.tasks).index(cfg.task) if cfg.multitask else None
+        self._task = None if self.task_index is None else torch.tensor([self.task_index], device=self.device)
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, 1, self.device,
+                                   multitask=cfg.multitask)
         self.logger = Logger(cfg, self.work_dir, with_success=getattr(env, "has_success", False))
         self.step, self.episode, self.elapsed = 0, 0, 0.0
         self.last_eval: int | None = None  # step of the latest evaluation
@@ -94,6 +103,8 @@ class OnlineTrainer:
         return self.work_dir / CHECKPOINT_NAME
 
     def save(self) -> Path:
+        if self.cfg.save_dataset:
+            export_training_replay(self.cfg, self.buffer, self.work_dir)
         return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
             "step": self.step, "episode": self.episode, "elapsed": self.elapsed,
             "last_eval": -1 if self.last_eval is None else self.last_eval,
@@ -130,7 +141,8 @@ class OnlineTrainer:
         if self.eval_env is None:  # eval_episodes=0
             self.last_eval = self.step
             return {"reward": float("nan")}
-        res = evaluate_agent(self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step)
+        res = evaluate_agent(self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step,
+                             task=self.task_index)
         self.logger.log_eval(self.step, res["reward"], res["success"])
         self.last_eval = self.step
         return res
@@ -142,7 +154,7 @@ class OnlineTrainer:
 
     def _reset_episode(self):
         obs = self.env.reset()
-        self.buffer.add(torch.as_tensor(obs).unsqueeze(0), None, None, None, first=torch.tensor([True]))
+        self.buffer.add(torch.as_tensor(obs).unsqueeze(0), None, None, None, first=torch.tensor([True]), task=self._task)
         return obs
 
     def train(self) -> dict:
@@ -171,14 +183,17 @@ class OnlineTrainer:
                     plan = self.agent.planner.initial_plan(1)
                 if self.step < cfg.seed_steps:
                     action = torch.rand(1, A, device=dev) * 2 - 1
+                    if self._task is not None:
+                        action = action * self.agent.model.action_mask(self._task)
                 else:
                     obs_t = torch.as_tensor(obs, device=dev).unsqueeze(0)
                     action, plan = self._timed("plan", lambda: self.agent.act(
-                        obs_t, plan, first=torch.tensor([first], device=dev)))
+                        obs_t, plan, first=torch.tensor([first], device=dev), task=self._task))
                 action_np = action[0].cpu().numpy()
                 obs, r, term, trunc, _ = self.env.step(action_np)
                 self.buffer.add(torch.as_tensor(obs).unsqueeze(0), torch.as_tensor(action_np).unsqueeze(0),
-                                torch.tensor([r]), torch.tensor([float(term)]), first=torch.tensor([False]))
+                                torch.tensor([r]), torch.tensor([float(term)]), first=torch.tensor([False]),
+                                task=self._task)
                 self.step += 1
                 ep_ret += r
                 first = False

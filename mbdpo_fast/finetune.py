@@ -1,0 +1,131 @@
+"""python -m mbdpo_fast.finetune checkpoint=PRETRAINED.pt task=TASK [steps=40000] [key=value ...]
+
+Offline-to-online fine-tuning: the pretrained model (its architecture and task list come from the
+checkpoint) is trained online on one task with the paper's single-environment trainer, then
+evaluated. A task the checkpoint was pretrained on keeps its task embedding; an unseen task is
+appended to the task list with a freshly initialised embedding (its obs/action dims must fit the
+model's padded dims). Optimisers start fresh; the model, target heads and running statistics
+come from the checkpoint. resume=true continues a fine-tuning run from its own checkpoint.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .agent import seed_everything
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from .cli import user_errors
+from .config import ConfigError, finalize, finalize_tasks, register_schema
+from .envs import make_env
+from .envs.padded import PaddedTaskEnv
+from .trainers.online import OnlineTrainer
+
+register_schema()
+
+# Fields that define the network (taken from the pretrained checkpoint, whatever the command says).
+ARCH_KEYS = ("model_size", "enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "num_bins", "vmin",
+             "vmax", "simnorm_dim", "task_dim", "dropout", "log_std_min", "log_std_max", "score_net",
+             "time_embed_dim", "horizon", "episodic")
+
+
+def finetune_config(cfg: DictConfig, pretrained: dict) -> int:
+    """Make cfg (composed for fine-tuning cfg.task) fit the pretrained config dict and finalize it.
+    Returns the number of tasks the checkpoint knows (an unseen task is appended after them)."""
+    with open_dict(cfg):
+        for key in ARCH_KEYS:
+            cfg[key] = pretrained[key]
+    if not pretrained.get("multitask"):
+        if cfg.task != pretrained["task"]:
+            raise ConfigError(f"the checkpoint is a single-task model of {pretrained['task']!r}: it has no task "
+                              f"embedding to fine-tune on {cfg.task!r} (pretrain a multi-task model)")
+        with open_dict(cfg):
+            cfg.tasks = []
+        finalize(cfg, pretrained["obs_dim"], pretrained["action_dim"], pretrained["action_repeat"],
+                 pretrained["episode_length"])
+        return 1
+    seen = list(pretrained["tasks"])
+    with open_dict(cfg):
+        cfg.tasks = seen + ([] if cfg.task in seen else [cfg.task])
+    finalize_tasks(cfg, pretrained["obs_dim"], pretrained["action_dim"])
+    return len(seen)
+
+
+def load_pretrained(model: torch.nn.Module, state: dict, num_seen: int, path) -> None:
+    """Copy a pretrained model state into `model`; task-embedding rows beyond `num_seen` (unseen
+    tasks) keep their fresh initialisation, the action masks are this config's."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key == "action_masks":
+            continue
+        if key not in own:
+            raise CheckpointError(f"{path}: parameter {key} does not exist in this model")
+        if key == "task_emb.weight" and value.shape[0] == num_seen and own[key].shape[0] >= num_seen:
+            own[key][:num_seen] = value
+        elif value.shape != own[key].shape:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(value.shape)}, the model {tuple(own[key].shape)}")
+        else:
+            own[key] = value
+    missing = sorted(set(own) - set(state) - {"action_masks"})
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {missing[:5]}")
+    model.load_state_dict(own)
+
+
+def build_env(cfg: DictConfig, seed: int):
+    i = list(cfg.tasks).index(cfg.task) if cfg.multitask else 0
+    env = make_env(cfg.task, seed, int(cfg.action_repeats[i]), int(cfg.episode_lengths[i]))
+    return PaddedTaskEnv(env, cfg.obs_dim, cfg.action_dim) if cfg.multitask else env
+
+
+def run(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg, "work_dir"):
+        raise ConfigError("work_dir is not set")
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint is not set: pass checkpoint=PATH of a pretrained (multi-task) checkpoint")
+    work_dir = Path(cfg.work_dir)
+    own_ckpt = work_dir / CHECKPOINT_NAME
+    if own_ckpt.exists() and not cfg.resume:
+        step = load_checkpoint(own_ckpt)["trainer"]["step"]
+        raise ConfigError(f"{work_dir} already holds a fine-tuning checkpoint at step {step}: pass resume=true to "
+                          f"continue it, or choose another exp_name/seed")
+    payload = load_checkpoint(cfg.checkpoint)
+    num_seen = finetune_config(cfg, payload["config"])
+    env = build_env(cfg, cfg.seed)
+    eval_env = build_env(cfg, cfg.seed + 1) if cfg.eval_episodes else None
+    seed_everything(cfg.seed)
+    trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
+    if cfg.resume and own_ckpt.exists():
+        trainer.load(own_ckpt)
+        print(f"resumed {own_ckpt} at step {trainer.step}")
+    else:
+        load_pretrained(trainer.agent.model, payload["agent"]["model"], num_seen, cfg.checkpoint)
+        trainer.logger.truncate_after(-1)
+    OmegaConf.save(cfg, work_dir / "config.yaml")
+    seen = "seen" if cfg.task in list(payload["config"].get("tasks", []))[:num_seen] or not cfg.multitask else "unseen"
+    print(f"fine-tune {cfg.task} ({seen} task) from {cfg.checkpoint} (step {payload['trainer']['step']}) | "
+          f"{trainer.agent.model.num_parameters() / 1e6:.2f}M params | device {trainer.device} | steps {cfg.steps} "
+          f"| run dir {work_dir}")
+    summary = trainer.train()
+    print(f"done: {summary}")
+    return summary
+
+
+@hydra.main(version_base=None, config_path="cfgs", config_name="finetune")
+def _main(cfg: DictConfig) -> None:
+    with open_dict(cfg):
+        if OmegaConf.is_missing(cfg, "work_dir"):
+            cfg.work_dir = HydraConfig.get().runtime.output_dir
+    with user_errors():
+        run(cfg)
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""python -m mbdpo_fast.pretrain task=mt30 data_dir=PATH [key=value ...]: offline (multi-task) pretraining.
+
+Data parallel on several GPUs (or CPU processes with gloo):
+    torchrun --nproc_per_node=N -m mbdpo_fast.pretrain task=mt30 data_dir=PATH
+(batch_size is the global batch, split evenly; rank 0 writes logs and checkpoints.)
+
+The run directory (default runs/pretrain/<task>/s<seed>/<exp_name>) receives config.yaml,
+train.csv, eval.csv (mean normalised score), eval_tasks.csv (per task) and checkpoint.pt, which
+`python -m mbdpo_fast.finetune checkpoint=...` and `python -m mbdpo_fast.evaluate` read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .agent import seed_everything
+from .checkpoint import load_checkpoint
+from .cli import user_errors
+from .config import ConfigError, finalize, finalize_tasks, register_schema
+from .data.chunks import OfflineDataset
+from .distributed import init_distributed
+from .task_sets import expand_tasks, suite_defaults, task_dims
+from .trainers.offline import OfflineTrainer
+
+register_schema()
+
+
+def load_dataset(cfg: DictConfig, device: str) -> tuple[OfflineDataset, list[str]]:
+    """The dataset of cfg.data_dir with task ids remapped to the run's task list (returned)."""
+    if not cfg.data_dir:
+        raise ConfigError("data_dir is not set: pass data_dir=DIRECTORY (chunk_*.pt files; see README, "
+                          "'Offline pretraining', for the TD-MPC2 datasets)")
+    if not Path(cfg.data_dir).is_dir():
+        raise ConfigError(f"data_dir={cfg.data_dir} is not a directory")
+    names = expand_tasks(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+    dims = [task_dims(t) for t in names]
+    ds = OfflineDataset.load(cfg.data_dir, tasks=names, mmap=cfg.data_mmap, allow_pickle=cfg.data_allow_pickle,
+                             device=device if cfg.data_on_device and not cfg.data_mmap else "cpu")
+    ds.pad_to(max([d for d, _ in dims] + [ds.obs_dim]), max([a for _, a in dims] + [ds.action_dim]))
+    return ds, names
+
+
+def finalize_for_dataset(cfg: DictConfig, ds: OfflineDataset, names: list[str]) -> None:
+    if len(names) > 1:
+        with open_dict(cfg):
+            cfg.tasks = names
+        finalize_tasks(cfg, ds.obs_dim, ds.action_dim)
+    else:
+        repeat, length = suite_defaults(names[0])
+        with open_dict(cfg):
+            cfg.task, cfg.tasks = names[0], []
+        finalize(cfg, ds.obs_dim, ds.action_dim, repeat, length)  # suite defaults where cfg leaves -1
+
+
+def run(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg, "work_dir"):
+        raise ConfigError("work_dir is not set")
+    ctx = init_distributed(cfg.device)
+    if ctx is not None:
+        if cfg.compile or cfg.cudagraphs:
+            raise ConfigError("torchrun (DDP) pretraining runs the update eagerly: set compile=false cudagraphs=false")
+        with open_dict(cfg):
+            cfg.device = ctx.device
+    work_dir = Path(cfg.work_dir)
+    ckpt = work_dir / "checkpoint.pt"
+    if ckpt.exists() and not cfg.resume:
+        step = load_checkpoint(ckpt)["trainer"]["step"]
+        raise ConfigError(f"{work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
+                          f"it, or choose another exp_name/seed for a new run")
+    ds, names = load_dataset(cfg, cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu"))
+    finalize_for_dataset(cfg, ds, names)
+    seed_everything(cfg.seed)
+    trainer = OfflineTrainer(cfg, ds, work_dir, ctx)
+    if cfg.resume and ckpt.exists():
+        trainer.load(ckpt)
+        if trainer.main:
+            print(f"resumed {ckpt} at update {trainer.step}")
+    elif trainer.main:
+        trainer.logger.truncate_after(-1)
+        trainer.task_log.truncate_after(-1)
+    trainer.distribute()
+    if trainer.main:
+        OmegaConf.save(cfg, work_dir / "config.yaml")
+        counts = ds.task_counts()
+        print(f"pretrain {cfg.task}: {len(cfg.tasks) or 1} tasks, {ds.num_episodes} episodes "
+              f"({len(counts)} tasks present) of {ds.episode_length} slots | model_size {cfg.model_size} "
+              f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} | "
+              f"processes {trainer.world} | batch {cfg.batch_size} | run dir {work_dir}")
+    summary = trainer.train()
+    if trainer.main:
+        print(f"done: {summary}")
+    return summary
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@hydra.main(version_base=None, config_path="cfgs", config_name="pretrain")
+def _main(cfg: DictConfig) -> None:
+    with open_dict(cfg):
+        if OmegaConf.is_missing(cfg, "work_dir"):
+            cfg.work_dir = HydraConfig.get().runtime.output_dir
+    with user_errors():
+        try:
+            run(cfg)
+        finally:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
