@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4 and 5 in one device command (about 10 minutes on an H100), from the
+# The GPU checks of issues 4, 5 and 6 in one device command (about 10 minutes on an H100), from the
 # repository root with the wheels carried (`bash ../shared/tools/device-wheels.sh dmc`, carry .whl):
-#   GIT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_checks.sh [tests|rates|profile ...]
-# Writes CSV/PNG under $OUT (default /tmp/out); copy them to benchmarks/results/issue4|issue5/.
+#   GIT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_checks.sh [tests|rates|e2e|profile|offline ...]
+# Writes CSV/PNG under $OUT (default /tmp/out); copy them to benchmarks/results/issue4|issue5|issue6/.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -17,6 +17,7 @@ for part in $parts; do
                --csv "$OUT/step_rate.csv" 2>&1 | grep "^|\|step_rate\|sizes" ;;
     profile) timeout 420 python3 benchmarks/denoise_profile.py --sweep K H --csv "$OUT/denoise.csv" \
                --png "$OUT/denoise.png" ;;
+    offline) timeout 540 python3 benchmarks/offline_update.py --csv "$OUT/offline_update.csv" ;;
     *) echo "unknown part $part"; exit 2 ;;
   esac
 done

@@ -126,3 +126,32 @@ def test_bf16_flags_on_cuda_stay_close_to_fp32():
         assert rel_err(out16[k], out32[k]) < 2e-2, (k, float(out16[k]), float(out32[k]))
     action, plan = fast.act(torch.randn(8, 7, device="cuda"), fast.planner.initial_plan(8))
     assert plan.dtype == torch.float32 and torch.isfinite(plan).all() and plan.abs().max() <= 1
+
+
+def test_multitask_bf16_update_with_gradient_checkpointing_on_cuda():
+    """mt80 shapes, bf16 autocast: recomputing activations changes nothing beyond bf16 noise, and
+    the peak memory of the update does not grow."""
+    from mbdpo_fast.config import default_config, finalize_tasks
+
+    def run(ckpt):
+        torch.manual_seed(0)
+        cfg = finalize_tasks(default_config(task="mt80", model_size=5, device="cuda", work_dir="unused",
+                                            bf16_update=True, grad_checkpoint=ckpt))
+        agent = MBDPO(cfg)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        B, H = 256, cfg.horizon
+        batch = Batch(torch.randn(H + 1, B, cfg.obs_dim, device="cuda", generator=g),
+                      torch.rand(H, B, cfg.action_dim, device="cuda", generator=g) * 2 - 1,
+                      torch.rand(H, B, 1, device="cuda", generator=g), torch.zeros(H, B, 1, device="cuda"),
+                      torch.randint(80, (B,), device="cuda", generator=g))
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.manual_seed(1)
+        out = agent.update(batch)
+        torch.cuda.synchronize()
+        return out, torch.cuda.max_memory_allocated()
+
+    (plain, mem_plain), (ckpt, mem_ckpt) = run(False), run(True)
+    for k in ("total_loss", "consistency_loss", "reward_loss", "value_loss", "energy_loss", "pi_loss"):
+        assert rel_err(ckpt[k], plain[k]) < 1e-2, (k, float(ckpt[k]), float(plain[k]))
+    assert mem_ckpt <= mem_plain

@@ -44,3 +44,16 @@ def test_denoise_profile_smoke_on_cpu(tmp_path):
     assert {r["backend"] for r in rows} == {"eager", "triton"}
     for r in rows:
         assert float(r["plan_ms"]) > 0 and float(r["gflop_per_plan"]) > 0 and r["commit"] and r["date"]
+
+
+def test_offline_update_benchmark_smoke_on_cpu(tmp_path):
+    """benchmarks/offline_update.py: every variant runs one size on CPU, rows are complete and finite."""
+    out = tmp_path / "o.csv"
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "offline_update.py"), "--device", "cpu",
+                           "--repeats", "1", "--csv", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    assert [r["variant"] for r in rows] == ["fp32", "bf16", "bf16+ckpt"]
+    for r in rows:
+        assert r["status"] == "ok" and float(r["ms_per_update"]) > 0 and math.isfinite(float(r["total_loss"]))
+        assert r["model_size"] == "1" and r["params_M"] == "1.67" and r["commit"] and r["date"]

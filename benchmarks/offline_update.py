@@ -1,0 +1,124 @@
+"""Time and memory of one offline multi-task update per model size (mt80 shapes: 80 tasks, obs 39,
+actions 6), for the precision/memory variants of the update.
+
+    python benchmarks/offline_update.py [--sizes 1 5 19 48 317] [--batch 256]
+        [--variants fp32 bf16 bf16+ckpt] [--csv FILE]
+
+Each row: parameters, median ms per update (CUDA-synchronised, after warm-up), updates/s, peak
+GPU memory of the update (torch.cuda.max_memory_allocated after a reset, model and optimiser
+state included), the losses of the last update (finite: checked). Variants: fp32 (reference),
+bf16 (bf16_update: autocast in the forward passes), bf16+ckpt (plus grad_checkpoint). A size that
+does not fit is reported as out of memory, not skipped silently. On CPU (no GPU) it runs model
+size 1 at batch 32 as a smoke test of the script.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import commit, device_name  # noqa: E402
+
+from mbdpo_fast.agent import MBDPO, Batch, seed_everything  # noqa: E402
+from mbdpo_fast.config import default_config, finalize_tasks  # noqa: E402
+
+VARIANTS = {"fp32": {}, "bf16": {"bf16_update": True}, "bf16+ckpt": {"bf16_update": True, "grad_checkpoint": True}}
+
+
+def random_batch(cfg, B: int, device) -> Batch:
+    """Data in the dataset's ranges: padded obs, actions in [-1, 1] masked per task, rewards in [0, 1]."""
+    H, T = cfg.horizon, len(cfg.tasks)
+    task = torch.randint(T, (B,), device=device)
+    masks = torch.zeros(T, cfg.action_dim, device=device)
+    for i, a in enumerate(cfg.action_dims):
+        masks[i, :a] = 1
+    action = (torch.rand(H, B, cfg.action_dim, device=device) * 2 - 1) * masks[task]
+    return Batch(torch.randn(H + 1, B, cfg.obs_dim, device=device), action, torch.rand(H, B, 1, device=device),
+                 torch.zeros(H, B, 1, device=device), task)
+
+
+def measure(size: int, variant: str, batch: int, device: str, repeats: int, warmup: int) -> dict:
+    cfg = finalize_tasks(default_config(task="mt80", model_size=size, batch_size=batch, device=device,
+                                        work_dir="unused", **VARIANTS[variant]))
+    dev = torch.device(device)
+    row = {"model_size": size, "variant": variant, "batch": batch}
+    try:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+        seed_everything(0)
+        agent = MBDPO(cfg)
+        row["params_M"] = round(agent.model.num_parameters() / 1e6, 2)
+        b = random_batch(cfg, batch, dev)
+        for _ in range(warmup):
+            out = agent.update(b)
+        times = []
+        for _ in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            out = agent.update(b)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(1000 * (time.perf_counter() - t0))
+        losses = {k: float(out[k]) for k in ("total_loss", "value_loss", "energy_loss", "pi_loss")}
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise FloatingPointError(f"non-finite losses {losses}")
+        ms = statistics.median(times)
+        row.update(ms_per_update=round(ms, 2), updates_per_s=round(1000 / ms, 1), status="ok",
+                   total_loss=round(losses["total_loss"], 4))
+        if dev.type == "cuda":
+            row["peak_mem_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
+        del agent, b, out
+    except torch.OutOfMemoryError:
+        row["status"] = "out of memory"
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--csv", default=None)
+    args = ap.parse_args()
+    cpu = args.device == "cpu"
+    sizes = args.sizes or ([1] if cpu else [1, 5, 19, 48, 317])
+    batch = args.batch or (32 if cpu else 256)
+    if cpu:
+        args.repeats, args.warmup = min(args.repeats, 3), 1
+    stamp = dict(gpu=device_name(torch.device(args.device)), date=dt.date.today().isoformat(), commit=commit(),
+                 command=" ".join(["python", *sys.argv]))
+    rows = []
+    print("| size | params (M) | variant | batch | ms/update | updates/s | peak GiB | status |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        for variant in args.variants:
+            r = measure(size, variant, batch, args.device, args.repeats, args.warmup)
+            rows.append({**r, **stamp})
+            print(f"| {size} | {r.get('params_M', '')} | {variant} | {batch} | {r.get('ms_per_update', '')} | "
+                  f"{r.get('updates_per_s', '')} | {r.get('peak_mem_GiB', '')} | {r['status']} |", flush=True)
+    print(f"device {stamp['gpu']}, commit {stamp['commit']}, {stamp['date']}")
+    if args.csv:
+        fields = ["model_size", "params_M", "variant", "batch", "ms_per_update", "updates_per_s", "peak_mem_GiB",
+                  "total_loss", "status", "gpu", "date", "commit", "command"]
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
