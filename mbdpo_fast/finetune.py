@@ -22,6 +22,7 @@ from .cli import user_errors
 from .config import ConfigError, finalize, finalize_tasks, register_schema
 from .envs import make_env
 from .envs.padded import PaddedTaskEnv
+from .task_sets import TASK_SETS
 from .trainers.online import OnlineTrainer
 
 register_schema()
@@ -92,6 +93,8 @@ def run(cfg: DictConfig) -> dict:
         step = load_checkpoint(own_ckpt)["trainer"]["step"]
         raise ConfigError(f"{work_dir} already holds a fine-tuning checkpoint at step {step}: pass resume=true to "
                           f"continue it, or choose another exp_name/seed")
+    if cfg.task in TASK_SETS:
+        raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
     num_seen = finetune_config(cfg, payload["config"])
     env = build_env(cfg, cfg.seed)

@@ -17,6 +17,7 @@ from .checkpoint import load_checkpoint
 from .cli import user_errors
 from .config import ConfigError, finalize, register_schema, unset_to_none
 from .envs import make_env
+from .task_sets import TASK_SETS
 from .trainers.online import CHECKPOINT_NAME, OnlineTrainer
 
 register_schema()
@@ -53,6 +54,10 @@ def run(cfg: DictConfig) -> dict:
     """Build env, agent and trainer from a composed config and train. Returns the summary."""
     if cfg.get("work_dir") in (None, "???") or OmegaConf.is_missing(cfg, "work_dir"):
         raise ConfigError("work_dir is not set")
+    if cfg.task in TASK_SETS or len(cfg.tasks):
+        raise ConfigError(f"online training is single-task (task={cfg.task}, tasks={list(cfg.tasks)}): pretrain "
+                          f"multi-task offline with python -m mbdpo_fast.pretrain, then fine-tune one task with "
+                          f"python -m mbdpo_fast.finetune")
     work_dir = Path(cfg.work_dir)
     ckpt = work_dir / CHECKPOINT_NAME
     if ckpt.exists() and not cfg.resume:

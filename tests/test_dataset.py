@@ -316,3 +316,27 @@ def test_export_cli_from_a_saved_run(tmp_path, capsys):
     atomic_save({"format": FORMAT, "config": cfg, "agent": {}, "trainer": {}, "replay_file": None}, run / "checkpoint.pt")
     assert export_main([str(run)]) == 2
     assert "save_replay=false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_tdmpc2_tensordict_chunks_load(tmp_path, mmap):
+    """TD-MPC2 saved TensorDicts of batch size (episodes, T) with task [episodes, T], NaN action and
+    reward at t=0 and extra keys (episode): they load without full unpickling, ids kept as stored."""
+    tensordict = pytest.importorskip("tensordict")
+    n, T = 3, 11
+    action, reward = torch.rand(n, T, 2) * 2 - 1, torch.rand(n, T)
+    action[:, 0], reward[:, 0] = float("nan"), float("nan")
+    obs = torch.arange(n * T, dtype=torch.float32).view(n, T, 1).expand(n, T, 4).clone()
+    td = tensordict.TensorDict({"obs": obs, "action": action, "reward": reward,
+                                "task": torch.tensor([0, 2, 1]).view(n, 1).expand(n, T).clone(),
+                                "episode": torch.arange(n).view(n, 1).expand(n, T).clone()}, batch_size=(n, T))
+    torch.save(td, tmp_path / "chunk_0.pt")
+    ds = OfflineDataset.load(tmp_path, tasks=["a", "b", "c"], mmap=mmap)
+    assert (ds.num_episodes, ds.episode_length, ds.obs_dim, ds.action_dim) == (n, T, 4, 2)
+    assert ds.task.tolist() == [0, 2, 1]
+    b = ds.sample(64, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(b.action).all() and torch.isfinite(b.reward).all()
+    slot = b.obs[..., 0].long()  # episode * T + t
+    ep, t = slot // T, slot % T
+    assert (ep == ep[0]).all() and (t[1:] - t[:-1] == 1).all()
+    assert torch.equal(b.action, action[ep[1:], t[1:]]) and torch.equal(b.task, torch.tensor([0, 2, 1])[ep[0]])

@@ -3,6 +3,7 @@ import csv
 
 import pytest
 
+from mbdpo_fast.data.chunks import OfflineDataset
 from mbdpo_fast.train import run
 
 from helpers import compose_cfg
@@ -38,8 +39,12 @@ def test_mjx_fast_mode_smoke_with_dmc_eval_and_resume(tmp_path):
 
 def test_cpu_worker_backend(tmp_path):
     args = TINY_VEC + ["task=cheetah-run", "env_backend=dmc", "num_envs=2", "seed_steps=40", "steps=120",
-                       "eval_freq=1000", "checkpoint_freq=1000"]
+                       "eval_freq=1000", "checkpoint_freq=1000", "save_dataset=true"]
     s = run(compose_cfg(args, tmp_path))
     assert s["step"] == 120
     rows = read_csv(tmp_path / "train.csv")
     assert int(rows[-1]["episode"]) == 120 // 20
+    # save_dataset: both streams' 6 complete 20-step episodes as 21-slot dataset episodes
+    ds = OfflineDataset.load(tmp_path / "dataset")
+    assert (ds.num_episodes, ds.episode_length, ds.obs_dim, ds.action_dim) == (6, 21, 17, 6)
+    assert ds.task_names == ["cheetah-run"] and ds.task.tolist() == [0] * 6

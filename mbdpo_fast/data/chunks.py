@@ -10,8 +10,9 @@ DMControl episodes, 101 in mt80):
 That slot layout is the replay buffer's own (replay.py), so windows of H+1 consecutive slots of one
 episode are training windows; a window starting at slot s reads actions/rewards of slots s+1..s+H
 only, so slot 0's NaN is never sampled. Chunks may differ in obs_dim / action_dim (exported from
-different tasks): the dataset zero-pads to the largest. The files are torch.save'd dicts (or
-TensorDicts, which need `allow_pickle=True` and the tensordict package).
+different tasks): the dataset zero-pads to the largest. The files are torch.save'd dicts or
+TensorDicts (TD-MPC2's own; reading them needs the tensordict package, which registers its classes
+with torch's safe weights_only loader; `allow_pickle=True` is for files that need full unpickling).
 
 Loading is eager (one padded float32 tensor per field, on `device`) or memory-mapped (each chunk's
 tensors stay views of its file; a sample reads only the windows it draws, then casts, pads and
@@ -58,8 +59,8 @@ def _is_legacy(path: Path) -> bool:
 
 
 def _unreadable(path: Path, e: Exception) -> DatasetError:
-    hint = " (a TensorDict chunk: pass allow_pickle=true, with tensordict installed)" if "weights_only" in str(e) \
-        else ""
+    hint = (" (a TensorDict chunk? install tensordict: pip install 'mbdpo_fast[offline]'; for trusted files "
+            "that need full unpickling pass allow_pickle=true)") if "weights_only" in str(e) else ""
     return DatasetError(f"{path}: not a readable dataset chunk: {type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200] if str(e) else ''}{hint}")
 
