@@ -115,3 +115,17 @@ def test_gradient_checkpointing_gives_the_same_update(multitask):
             assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-6), k
     for k in s1:
         assert torch.allclose(s1[k], s2[k], atol=1e-6, rtol=1e-5), k
+
+
+@pytest.mark.parametrize("size", [1, 5, 19])
+def test_model_sizes_train_multitask(size):
+    """The presets on mt80 shapes run a finite multi-task update (48 and 317 build in
+    test_world_model's meta-device counts; their update is benchmarks/offline_update.py's, on a GPU)."""
+    torch.manual_seed(0)
+    cfg = finalize_tasks(default_config(task="mt80", model_size=size, batch_size=8, device="cpu", work_dir="x"))
+    agent = MBDPO(cfg)
+    H, B = cfg.horizon, 8
+    batch = Batch(torch.randn(H + 1, B, 39), (torch.rand(H, B, 6) * 2 - 1) * agent.model.action_masks[torch.arange(B) * 10],
+                  torch.rand(H, B, 1), torch.zeros(H, B, 1), torch.arange(B) * 10)
+    out = agent.update(batch)
+    assert all(torch.isfinite(v).all() for v in out.values())
