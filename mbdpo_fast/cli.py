@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
-from .checkpoint import CheckpointError
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .config import ConfigError
 from .data.chunks import DatasetError
 from .replay import ReplayCapacityError
@@ -21,3 +24,28 @@ def user_errors():
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def run_checkpoint(cfg: DictConfig) -> Path:
+    """The checkpoint path of cfg.work_dir. ConfigError when work_dir is unset, or when a
+    checkpoint is already there and resume=false (a new run must not overwrite it)."""
+    if cfg.get("work_dir") in (None, "???") or OmegaConf.is_missing(cfg, "work_dir"):
+        raise ConfigError("work_dir is not set")
+    ckpt = Path(cfg.work_dir) / CHECKPOINT_NAME
+    if ckpt.exists() and not cfg.resume:
+        step = load_checkpoint(ckpt)["trainer"]["step"]
+        raise ConfigError(f"{cfg.work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
+                          f"it, or choose another exp_name/seed for a new run")
+    return ckpt
+
+
+def hydra_entry(cfg: DictConfig, run) -> None:
+    """The body of a training entry point's @hydra.main: work_dir defaults to Hydra's run
+    directory, user mistakes become one error line (exit 2)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with open_dict(cfg):
+        if OmegaConf.is_missing(cfg, "work_dir"):
+            cfg.work_dir = HydraConfig.get().runtime.output_dir
+    with user_errors():
+        run(cfg)

@@ -9,16 +9,13 @@ come from the checkpoint. resume=true continues a fine-tuning run from its own c
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .agent import seed_everything
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from .cli import user_errors
+from .checkpoint import CheckpointError, load_checkpoint
+from .cli import hydra_entry, run_checkpoint
 from .config import ConfigError, finalize, finalize_tasks, register_schema
 from .envs import make_env
 from .envs.padded import PaddedTaskEnv
@@ -83,16 +80,10 @@ def build_env(cfg: DictConfig, seed: int):
 
 
 def run(cfg: DictConfig) -> dict:
-    if OmegaConf.is_missing(cfg, "work_dir"):
-        raise ConfigError("work_dir is not set")
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: pass checkpoint=PATH of a pretrained (multi-task) checkpoint")
-    work_dir = Path(cfg.work_dir)
-    own_ckpt = work_dir / CHECKPOINT_NAME
-    if own_ckpt.exists() and not cfg.resume:
-        step = load_checkpoint(own_ckpt)["trainer"]["step"]
-        raise ConfigError(f"{work_dir} already holds a fine-tuning checkpoint at step {step}: pass resume=true to "
-                          f"continue it, or choose another exp_name/seed")
+    own_ckpt = run_checkpoint(cfg)
+    work_dir = own_ckpt.parent
     if cfg.task in TASK_SETS:
         raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
@@ -119,11 +110,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="finetune")
 def _main(cfg: DictConfig) -> None:
-    with open_dict(cfg):
-        if OmegaConf.is_missing(cfg, "work_dir"):
-            cfg.work_dir = HydraConfig.get().runtime.output_dir
-    with user_errors():
-        run(cfg)
+    hydra_entry(cfg, run)
 
 
 def main() -> None:

@@ -13,12 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .agent import seed_everything
-from .checkpoint import load_checkpoint
-from .cli import user_errors
+from .cli import hydra_entry, run_checkpoint
 from .config import ConfigError, finalize, finalize_tasks, register_schema
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
@@ -56,20 +54,14 @@ def finalize_for_dataset(cfg: DictConfig, ds: OfflineDataset, names: list[str]) 
 
 
 def run(cfg: DictConfig) -> dict:
-    if OmegaConf.is_missing(cfg, "work_dir"):
-        raise ConfigError("work_dir is not set")
     ctx = init_distributed(cfg.device)
     if ctx is not None:
         if cfg.compile or cfg.cudagraphs:
             raise ConfigError("torchrun (DDP) pretraining runs the update eagerly: set compile=false cudagraphs=false")
         with open_dict(cfg):
             cfg.device = ctx.device
-    work_dir = Path(cfg.work_dir)
-    ckpt = work_dir / "checkpoint.pt"
-    if ckpt.exists() and not cfg.resume:
-        step = load_checkpoint(ckpt)["trainer"]["step"]
-        raise ConfigError(f"{work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
-                          f"it, or choose another exp_name/seed for a new run")
+    ckpt = run_checkpoint(cfg)
+    work_dir = ckpt.parent
     ds, names = load_dataset(cfg, cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu"))
     finalize_for_dataset(cfg, ds, names)
     seed_everything(cfg.seed)
@@ -103,17 +95,13 @@ def _cuda() -> bool:
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="pretrain")
 def _main(cfg: DictConfig) -> None:
-    with open_dict(cfg):
-        if OmegaConf.is_missing(cfg, "work_dir"):
-            cfg.work_dir = HydraConfig.get().runtime.output_dir
-    with user_errors():
-        try:
-            run(cfg)
-        finally:
-            import torch.distributed as dist
+    try:
+        hydra_entry(cfg, run)
+    finally:
+        import torch.distributed as dist
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def main() -> None:

@@ -6,19 +6,15 @@ resume=true continues from the checkpoint found there.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from .agent import seed_everything
-from .checkpoint import load_checkpoint
-from .cli import user_errors
+from .cli import hydra_entry, run_checkpoint
 from .config import ConfigError, finalize, register_schema, unset_to_none
 from .envs import make_env
 from .task_sets import TASK_SETS
-from .trainers.online import CHECKPOINT_NAME, OnlineTrainer
+from .trainers.online import OnlineTrainer
 
 register_schema()
 
@@ -52,18 +48,12 @@ def build_envs(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict:
     """Build env, agent and trainer from a composed config and train. Returns the summary."""
-    if cfg.get("work_dir") in (None, "???") or OmegaConf.is_missing(cfg, "work_dir"):
-        raise ConfigError("work_dir is not set")
     if cfg.task in TASK_SETS or len(cfg.tasks):
         raise ConfigError(f"online training is single-task (task={cfg.task}, tasks={list(cfg.tasks)}): pretrain "
                           f"multi-task offline with python -m mbdpo_fast.pretrain, then fine-tune one task with "
                           f"python -m mbdpo_fast.finetune")
-    work_dir = Path(cfg.work_dir)
-    ckpt = work_dir / CHECKPOINT_NAME
-    if ckpt.exists() and not cfg.resume:
-        step = load_checkpoint(ckpt)["trainer"]["step"]
-        raise ConfigError(f"{work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
-                          f"it, or choose another exp_name/seed for a new run")
+    ckpt = run_checkpoint(cfg)
+    work_dir = ckpt.parent
     env, eval_env = build_envs(cfg)
     seed_everything(cfg.seed)
     if vectorised(cfg):
@@ -88,11 +78,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="config")
 def _main(cfg: DictConfig) -> None:
-    with open_dict(cfg):
-        if OmegaConf.is_missing(cfg, "work_dir"):
-            cfg.work_dir = HydraConfig.get().runtime.output_dir
-    with user_errors():
-        run(cfg)
+    hydra_entry(cfg, run)
 
 
 def main() -> None:
