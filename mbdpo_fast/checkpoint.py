@@ -100,9 +100,14 @@ def set_rng_state(state: dict, device) -> None:
 
 
 def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict, step: int) -> Path:
-    """Write the replay file (if cfg.save_replay and there is a buffer), then the checkpoint naming it, then drop older
+    """Write the replay as dataset chunks (if cfg.save_dataset), the replay file (if cfg.save_replay;
+    both need a buffer), then the checkpoint naming it, then drop older
     replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
     work_dir = Path(work_dir)
+    if cfg.get("save_dataset") and buffer is not None:
+        from .data.export import export_training_replay  # data.export imports this module
+
+        export_training_replay(cfg, buffer, work_dir)
     replay_file = None
     if cfg.save_replay and buffer is not None:
         replay_file = f"replay_{step:09d}.pt"

@@ -39,6 +39,26 @@ def run_checkpoint(cfg: DictConfig) -> Path:
     return ckpt
 
 
+def resume_or_start(trainer, ckpt: Path, resume: bool) -> bool:
+    """Load `ckpt` into an online trainer when resuming (True); else start fresh, dropping log rows
+    of an earlier run in the same directory that never checkpointed (False)."""
+    if resume and ckpt.exists():
+        trainer.load(ckpt)
+        print(f"resumed {ckpt} at step {trainer.step}")
+        return True
+    trainer.logger.truncate_after(-1)
+    return False
+
+
+def train_and_report(trainer, cfg: DictConfig, banner: str) -> dict:
+    """Save the resolved config beside the run, print the banner, train, print the summary."""
+    OmegaConf.save(cfg, Path(cfg.work_dir) / "config.yaml")
+    print(banner)
+    summary = trainer.train()
+    print(f"done: {summary}")
+    return summary
+
+
 def hydra_entry(cfg: DictConfig, run) -> None:
     """The body of a training entry point's @hydra.main: work_dir defaults to Hydra's run
     directory, user mistakes become one error line (exit 2)."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .checkpoint import CheckpointError, load_checkpoint
-from .cli import hydra_entry, run_checkpoint
+from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
 from .config import ConfigError, finalize, finalize_tasks, register_schema
 from .envs import make_env
 from .envs.padded import PaddedTaskEnv
@@ -92,20 +92,12 @@ def run(cfg: DictConfig) -> dict:
     eval_env = build_env(cfg, cfg.seed + 1) if cfg.eval_episodes else None
     seed_everything(cfg.seed)
     trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
-    if cfg.resume and own_ckpt.exists():
-        trainer.load(own_ckpt)
-        print(f"resumed {own_ckpt} at step {trainer.step}")
-    else:
+    if not resume_or_start(trainer, own_ckpt, cfg.resume):
         load_pretrained(trainer.agent.model, payload["agent"]["model"], num_seen, cfg.checkpoint)
-        trainer.logger.truncate_after(-1)
-    OmegaConf.save(cfg, work_dir / "config.yaml")
     seen = "seen" if cfg.task in list(payload["config"].get("tasks", []))[:num_seen] or not cfg.multitask else "unseen"
-    print(f"fine-tune {cfg.task} ({seen} task) from {cfg.checkpoint} (step {payload['trainer']['step']}) | "
+    return train_and_report(trainer, cfg, f"fine-tune {cfg.task} ({seen} task) from {cfg.checkpoint} (step {payload['trainer']['step']}) | "
           f"{trainer.agent.model.num_parameters() / 1e6:.2f}M params | device {trainer.device} | steps {cfg.steps} "
           f"| run dir {work_dir}")
-    summary = trainer.train()
-    print(f"done: {summary}")
-    return summary
 
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="finetune")

@@ -7,10 +7,10 @@ resume=true continues from the checkpoint found there.
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .agent import seed_everything
-from .cli import hydra_entry, run_checkpoint
+from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
 from .config import ConfigError, finalize, register_schema, unset_to_none
 from .envs import make_env
 from .task_sets import TASK_SETS
@@ -62,18 +62,10 @@ def run(cfg: DictConfig) -> dict:
         trainer = VectorTrainer(cfg, env, work_dir, eval_envs=eval_env)
     else:
         trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
-    if cfg.resume and ckpt.exists():
-        trainer.load(ckpt)
-        print(f"resumed {ckpt} at step {trainer.step}")
-    else:
-        trainer.logger.truncate_after(-1)  # a fresh run: drop rows of an earlier run that never checkpointed
-    OmegaConf.save(cfg, work_dir / "config.yaml")
-    print(f"task {cfg.task} | model_size {cfg.model_size} ({trainer.agent.model.num_parameters() / 1e6:.2f}M params) "
+    resume_or_start(trainer, ckpt, cfg.resume)
+    return train_and_report(trainer, cfg, f"task {cfg.task} | model_size {cfg.model_size} ({trainer.agent.model.num_parameters() / 1e6:.2f}M params) "
           f"| device {trainer.device} | envs {cfg.num_envs} x {cfg.env_backend} | discount {cfg.discount} "
           f"| seed_steps {cfg.seed_steps} | run dir {work_dir}")
-    summary = trainer.train()
-    print(f"done: {summary}")
-    return summary
 
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="config")

@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from ..agent import MBDPO
 from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
-from ..data.export import export_training_replay
 from ..logger import Logger
 from ..replay import ReplayBuffer
 
@@ -103,8 +102,6 @@ class OnlineTrainer:
         return self.work_dir / CHECKPOINT_NAME
 
     def save(self) -> Path:
-        if self.cfg.save_dataset:
-            export_training_replay(self.cfg, self.buffer, self.work_dir)
         return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
             "step": self.step, "episode": self.episode, "elapsed": self.elapsed,
             "last_eval": -1 if self.last_eval is None else self.last_eval,

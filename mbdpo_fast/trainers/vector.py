@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from ..agent import MBDPO
 from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
-from ..data.export import export_training_replay
 from ..logger import Logger
 from ..profiling import RegionTimer
 from ..replay import ReplayBuffer
@@ -78,8 +77,6 @@ class VectorTrainer:
         return self.work_dir / CHECKPOINT_NAME
 
     def save(self) -> Path:
-        if self.cfg.save_dataset:
-            export_training_replay(self.cfg, self.buffer, self.work_dir)
         return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
             "step": self.step, "episode": self.episode, "elapsed": self.elapsed, "seeded": self.seeded,
             "last_eval": -1 if self.last_eval is None else self.last_eval, "env_rng": None}, self.step)
