@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from . import functional as fn
 from .config import discount_for, resolve_device
-from .planner import DiffusionPlanner, imagined_value, mc_score, sample_candidates, weight_elites
+from .planner import DiffusionPlanner, imagined_value, mc_score, sample_candidates, weight_all
 from .world_model import WorldModel
 
 
@@ -41,6 +41,9 @@ class UpdateHyper:
     energy_coef: float
     temperature: float
     action_dim: int
+    energy_pairing: str
+    energy_neg_center: str
+    score_detach_latent: bool
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "UpdateHyper":
@@ -128,13 +131,21 @@ class MBDPO:
     def energy_loss(self, z: torch.Tensor, a_pos: torch.Tensor, task: torch.Tensor | None):
         """Contrastive loss of F on detached latents z [H, B, L] and replay actions [H, B, A].
 
-        One hard negative per positive: the candidate with the highest current F logit among
-        {a ~ pi(z), a_pos + 0.5 N(0, 1) clipped, uniform}. Returns (loss, all logits [2HB])."""
-        m = self.model
+        Positives pair z[t, b] with a[t, b] (energy_pairing=aligned) or as the reference code does
+        (energy_pairing=reference, see `reference_pairing`). One hard negative per positive: the
+        candidate with the highest current F logit among {a ~ pi(z), clip(c + 0.5 N(0, 1)), uniform},
+        c = that policy action (energy_neg_center=policy, the reference) or the replay action
+        (replay). Returns (loss, all logits [2HB])."""
+        m, hp = self.model, self.hp
+        if hp.energy_pairing == "reference":
+            a_pos = reference_pairing(a_pos)
+            if task is not None:
+                task = reference_pairing(task.view(1, -1).expand(a_pos.shape[0], -1))
         f_pos = m.energy(z, a_pos, task)
         with torch.no_grad():
             a_pi, _ = m.pi(z, task)
-            a_noisy = (a_pos + self.hp.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
+            center = a_pi if hp.energy_neg_center == "policy" else a_pos
+            a_noisy = (center + hp.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
             a_unif = torch.rand_like(a_pos) * 2 - 1
             mask = m.action_mask(task)
             if mask is not None:
@@ -150,20 +161,29 @@ class MBDPO:
 
     @torch.no_grad()
     def update_energy_stats(self, logits: torch.Tensor) -> None:
+        """EMA (energy_momentum) of the mean and the biased (population) std, clamped at 1e-6, of the
+        positive and negative logits [2HB], as the reference code keeps them."""
         mom = self.hp.energy_momentum
+        logits = logits.float()
         self.model.energy_mu.lerp_(logits.mean(), 1 - mom)
-        self.model.energy_sigma.lerp_(logits.std().clamp_min(1e-6), 1 - mom)
+        self.model.energy_sigma.lerp_(logits.std(unbiased=False).clamp_min(1e-6), 1 - mom)
 
-    def score_loss(self, z0: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Optional score-network loss: for `score_states` sampled states, draw tau and
-        x_tau ~ N(0, I), 64 candidates as in planner step 1, weights as in steps 3-5 without
-        elites, target s as in step 6; MSE(s_theta(z0, x_tau, tau), s)."""
+    def score_loss(self, zs0: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Optional score-network loss on the first `score_states` batch elements' latents z_0
+        (zs0 [B, L]; batch elements are sampled uniformly, so the first is a random state; the
+        reference code uses element 0). Per state: draw tau and x_tau ~ N(0, I), 64 candidates as in
+        planner step 1, weights over all of them (`weight_all`), target s as in step 6;
+        MSE(s_theta(z_0, x_tau, tau), s). z_0 keeps its graph (the loss reaches the encoder, as in
+        the reference) unless score_detach_latent=true; the target is computed without gradient
+        with the energy statistics already updated by this update's contrastive loss."""
         hp, m = self.hp, self.model
         S, C, H, A = hp.score_states, hp.score_candidates, self.H, hp.action_dim
-        idx = torch.randint(z0.shape[0], (S,), device=z0.device)
-        z, t = z0[idx], (task[idx] if task is not None else None)
-        tau = torch.randint(1, hp.diffusion_steps, (S,), device=z0.device)
-        x = torch.randn(S, H, A, device=z0.device)
+        z, t = zs0[:S], (task[:S] if task is not None else None)
+        if hp.score_detach_latent:
+            z = z.detach()
+        S = z.shape[0]
+        tau = torch.randint(1, hp.diffusion_steps, (S,), device=z.device)
+        x = torch.randn(S, H, A, device=z.device)
         mask = m.action_mask(t)
         if mask is not None:
             x = x * mask.view(S, 1, A)
@@ -172,13 +192,13 @@ class MBDPO:
             if mask is not None:
                 cand = cand * mask.view(S, 1, 1, A)
             t_rep = t.repeat_interleave(C) if t is not None else None
-            values = imagined_value(m, z.repeat_interleave(C, dim=0), cand.reshape(S * C, H, A).transpose(0, 1),
-                                    t_rep, self.planner.gamma_rows(t_rep, S * C), hp.energy_coef, hp.episodic)
-            values = torch.nan_to_num(values.view(S, C), nan=0.0)
-            target_a, _, _ = weight_elites(values, cand, C, hp.temperature)
-            target = mc_score(x, target_a, self._abar[tau].view(S, 1, 1))
+            values = imagined_value(m, z.detach().repeat_interleave(C, dim=0),
+                                    cand.reshape(S * C, H, A).transpose(0, 1), t_rep,
+                                    self.planner.gamma_rows(t_rep, S * C), hp.energy_coef, hp.episodic)
+            values = torch.nan_to_num(values.float().view(S, C), nan=0.0)
+            target = mc_score(x, weight_all(values, cand, hp.temperature), self._abar[tau].view(S, 1, 1))
         pred = m.score(z, x.reshape(S, -1), tau.float(), t)
-        return F.mse_loss(pred, target.reshape(S, -1))
+        return F.mse_loss(pred.float(), target.reshape(S, -1))
 
     def pi_loss(self, zs: torch.Tensor, task: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy prior loss on detached latents zs [H+1, B, L]:
@@ -224,8 +244,8 @@ class MBDPO:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def world_model_losses(self, obs, action, reward, term, task):
-        """The world-model part of section 5: returns (total loss, detached parts, latents zs
-        [H+1, B, L], energy logits for the statistics)."""
+        """The world-model part of section 5 (it also moves the energy statistics): returns (total
+        loss, detached parts, latents zs [H+1, B, L])."""
         hp, m, H, rho = self.hp, self.model, self.H, self.rho
         with torch.no_grad():
             next_z = m.encode(obs[1:], task)
@@ -247,6 +267,8 @@ class MBDPO:
         value_loss = (value_ce * w).mean(dim=(2, 3)).sum()
         consistency, reward_loss, value_loss = consistency / H, reward_loss / H, value_loss / (H * self.num_q)
         energy_loss, energy_logits = self.energy_loss(_zs.detach(), action, task)
+        # The statistics move here, before the score target below reads them (the reference's order).
+        self.update_energy_stats(energy_logits)
         total = (hp.consistency_coef * consistency + hp.reward_coef * reward_loss
                  + hp.value_coef * value_loss + hp.energy_loss_coef * energy_loss.float())
         parts = {"consistency_loss": consistency.detach(), "reward_loss": reward_loss.detach(),
@@ -256,10 +278,10 @@ class MBDPO:
             total = total + hp.termination_coef * term_loss
             parts["termination_loss"] = term_loss.detach()
         if hp.score_net:
-            s_loss = self.score_loss(zs[0].detach(), task).float()
+            s_loss = self.score_loss(zs[0], task).float()
             total = total + hp.score_coef * s_loss
             parts["score_loss"] = s_loss.detach()
-        return total, parts, zs, energy_logits.float()
+        return total, parts, zs
 
     def update_step(self, obs, action, reward, term, task=None) -> dict[str, torch.Tensor]:
         """The update on batch tensors (time-major, see the module docstring): the eager path, and
@@ -267,14 +289,13 @@ class MBDPO:
         m = self.model
         m.train()
         with self._autocast():
-            total, out, zs, energy_logits = self._wm_loss(obs, action, reward, term, task)
+            total, out, zs = self._wm_loss(obs, action, reward, term, task)
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), self.hp.grad_clip_norm)
         self.optim.step()
         out.update(self.update_pi(zs.detach(), task))
         m.soft_update_target(self.hp.tau)
-        self.update_energy_stats(energy_logits)
         if self._dist is not None:
             from .distributed import average_statistics
 
@@ -304,6 +325,16 @@ class MBDPO:
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
         self.pi_optim.load_state_dict(state["pi_optim"])
+
+
+def reference_pairing(x: torch.Tensor) -> torch.Tensor:
+    """The reference code's energy positives: it flattens the latents time-major (row t*B + b holds
+    z[t, b]) and the replay actions batch-major (row b*H + t holds a[t, b]), then pairs rows. So
+    x [H, B, ...] -> y [H, B, ...] with y[t, b] = the batch-major flat row t*B + b of x, i.e.
+    x[r % H, r // H] for r = t*B + b. Only the pairs with r % H == t and r // H == b are aligned
+    (2 of 768 at H=3, B=256)."""
+    H, B = x.shape[:2]
+    return x.transpose(0, 1).reshape(H, B, *x.shape[2:])
 
 
 def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:

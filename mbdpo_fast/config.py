@@ -83,7 +83,8 @@ class Config:
     vmin: float = -10.0
     vmax: float = 10.0
     simnorm_dim: int = 8
-    task_dim: int = 96  # multi-task only
+    task_dim: int = -1  # task embedding size (multi-task only); -1: 64 for mt30, 96 for mt80 and any other
+    #   task list (the reference code's rule, so that TD-MPC2's mt30/mt80 checkpoints fit); 0 single-task
     dropout: float = 0.01
     log_std_min: float = -10.0
     log_std_max: float = 2.0
@@ -106,7 +107,15 @@ class Config:
     entropy_coef: float = 1e-4
     energy_neg_noise: float = 0.5
     score_candidates: int = 64
-    score_states: int = 1  # states per update used by the score loss (the paper: one)
+    score_states: int = 1  # states per update used by the score loss: the batch's first ones (the paper: one)
+
+    # --- where the reference code and a plain reading of the method differ (docs/algorithm.md) ---
+    energy_pairing: str = "aligned"  # energy positives: aligned (z[t,b] with a[t,b]) | reference (the
+    #   reference code's time-major/batch-major mis-pairing, which produced the published curves)
+    energy_neg_center: str = "policy"  # noisy hard negative around: policy (clip(pi(z) + 0.5 N), reference) | replay
+    entropy_tanh_correction: bool = False  # false: the reference's scaled entropy, -A log N(eps; 0, std) (its
+    #   tanh correction cancels); true: also subtract the tanh log-det (the scaled log-likelihood of the action)
+    score_detach_latent: bool = False  # false: the score loss reaches the encoder (reference); true: detach z_0
 
     # --- discount (ALGORITHM.md section 2) -----------------------------------------------------
     discount_denom: float = 5.0
@@ -125,7 +134,9 @@ class Config:
     energy_coef: float = 0.01  # eta: weight of the normalised energy bonus in imagined returns
     energy_clip: float = 5.0
     energy_momentum: float = 0.99
-    score_only_inference: bool = False  # act with s_theta only (needs score_net)
+    planner_score: str = "auto"  # the planner's score: mc (Monte Carlo, from imagined returns) | network
+    #   (s_theta; no rollouts at acting time; needs score_net) | auto: network when score_net=true, as the
+    #   reference code does, else mc
 
     # --- speed flags (each benchmarked against the path without it) -----------------------------
     cudagraphs: bool = False  # replay the planner call and the update from captured CUDA graphs (CUDA only)
@@ -255,8 +266,21 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
     _require(cfg.steps >= 1 and cfg.eval_freq >= 1 and cfg.checkpoint_freq >= 1,
              "steps, eval_freq and checkpoint_freq must be >= 1")
     _require(cfg.eval_episodes >= 0, f"eval_episodes={cfg.eval_episodes} must be >= 0 (0: no evaluation)")
-    _require(not cfg.score_only_inference or cfg.score_net,
-             "score_only_inference=true needs score_net=true (the network it acts with)")
+    _require(cfg.planner_score in ("auto", "mc", "network"),
+             f"planner_score={cfg.planner_score!r}: use auto, mc or network")
+    _require(cfg.planner_score != "network" or cfg.score_net,
+             "planner_score=network needs score_net=true (the network it acts with)")
+    _require(cfg.energy_pairing in ("aligned", "reference"),
+             f"energy_pairing={cfg.energy_pairing!r}: use aligned or reference")
+    _require(cfg.energy_neg_center in ("policy", "replay"),
+             f"energy_neg_center={cfg.energy_neg_center!r}: use policy or replay")
+    with open_dict(cfg):
+        if cfg.planner_score == "auto":
+            cfg.planner_score = "network" if cfg.score_net else "mc"
+        if not cfg.multitask:
+            cfg.task_dim = 0
+        elif cfg.task_dim < 0:
+            cfg.task_dim = default_task_dim(list(cfg.tasks))
     _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
     _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
@@ -304,6 +328,14 @@ def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int 
         repeat = cfg.action_repeats[own] if own is not None else max(cfg.action_repeats)
         length = cfg.episode_lengths[own] if own is not None else max(cfg.episode_lengths)
     return finalize(cfg, D, A, repeat, length)
+
+
+def default_task_dim(tasks: list[str]) -> int:
+    """The reference code's task-embedding size: 64 for the mt30 set, 96 for mt80 and any other list
+    (TD-MPC2's mt30 checkpoints have 64-d embeddings, its mt80 ones 96-d)."""
+    from .task_sets import MT30
+
+    return 64 if list(tasks) == list(MT30) else 96
 
 
 def suggest(name: str, known: list[str]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from . import functional as fn
 from .world_model import WorldModel
 
 
@@ -99,9 +100,19 @@ def weight_elites(values: torch.Tensor, candidates: torch.Tensor, num_elites: in
 
 
 def mc_score(x: torch.Tensor, target: torch.Tensor, abar: float | torch.Tensor) -> torch.Tensor:
-    """Section 4 step 6's Monte Carlo score s = (-x + sqrt(abar) * target) / (1 - abar).
+    """Section 4 step 6's Monte Carlo score s = (-x + sqrt(abar) * target) / (1 - abar + 1e-8).
     abar: a float, or a tensor broadcasting against x (per-row noise levels)."""
-    return (-x + abar ** 0.5 * target) / (1 - abar)
+    return (-x + abar ** 0.5 * target) / (1 - abar + fn.SCORE_DENOM_EPS)
+
+
+def weight_all(values: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The score network's target weighting (section 5): every candidate, no elites.
+    values [S, C], candidates [S, C, H, A] -> abar_a [S, H, A] = sum_i softmax(l)_i a_i with
+    l = (V - mean V) / (std V + 1e-6) / temperature (unbiased std, the reference code's guard)."""
+    mean = values.mean(dim=1, keepdim=True)
+    std = values.std(dim=1, keepdim=True)
+    w = torch.softmax((values - mean) / (std + 1e-6) / temperature, dim=1)
+    return (w.view(*w.shape, 1, 1) * candidates).sum(1)
 
 
 def score_update(x: torch.Tensor, target: torch.Tensor | None, abar: float, alpha: float,
@@ -137,7 +148,10 @@ class DiffusionPlanner:
         self.num_pi_trajs, self.temperature = int(cfg.num_pi_trajs), float(cfg.temperature)
         self.horizon, self.action_dim = int(cfg.horizon), int(cfg.action_dim)
         self.action_noise, self.eta = float(cfg.action_noise), float(cfg.energy_coef)
-        self.episodic, self.score_only = bool(cfg.episodic), bool(cfg.score_only_inference)
+        # With the score network on, the reference code moves x by s_theta at every step and discards
+        # the Monte Carlo estimate, so its rollouts cannot change the plan: planner_score=network
+        # skips them ("auto" was resolved by config.finalize).
+        self.episodic, self.score_only = bool(cfg.episodic), str(cfg.planner_score) == "network"
         device = model.bins.device
         self.discounts = discount_tensor(discounts if discounts is not None else [cfg.discount], device)
         self.bf16 = bool(cfg.bf16_plan)
@@ -296,7 +310,7 @@ class DiffusionPlanner:
         return self.discounts[task].unsqueeze(-1)
 
     def _score_only(self, z0, x, task, mask, info):
-        """Score-only inference: x <- (x + (1-abar) s_theta(z0, x, tau)) / sqrt(alpha); no rollouts."""
+        """planner_score=network: x <- (x + (1-abar) s_theta(z0, x, tau)) / sqrt(alpha); no rollouts."""
         sch, E = self.schedule, z0.shape[0]
         for tau in range(sch.steps - 1, 0, -1):
             t = torch.full((E,), float(tau), device=z0.device)

@@ -26,6 +26,7 @@ class WorldModel(nn.Module):
         self.num_q, self.energy_clip = int(cfg.num_q), float(cfg.energy_clip)
         self.log_std_min, self.log_std_max = float(cfg.log_std_min), float(cfg.log_std_max)
         self.time_embed_dim = int(cfg.time_embed_dim)
+        self.entropy_tanh_correction = bool(cfg.get("entropy_tanh_correction", False))
         self.grad_checkpoint = bool(cfg.get("grad_checkpoint", False))
         A, L, M = cfg.action_dim, cfg.latent_dim, cfg.mlp_dim
         td = cfg.task_dim if self.multitask else 0
@@ -152,16 +153,23 @@ class WorldModel(nn.Module):
 
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None, eps: torch.Tensor | None = None,
            detach_task: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sample a = tanh(mean + std * eps) (eps ~ N(0, I) unless given, [..., A]). Returns a [..., A] and info with mean, log_std and
-        `scaled_entropy` = -(A_eff * log N(u) - sum log(1 - tanh(u)^2)), A_eff the (unmasked) action
-        dims: the Gaussian log-likelihood scaled by the action dimension, then the tanh correction
-        (TD-MPC2's entropy scaling). detach_task: no gradient to the task embedding (the policy
-        loss: the embedding belongs to the world model's optimiser)."""
+        """Sample a = tanh(mean + std * eps) (eps ~ N(0, I) unless given, [..., A]). Returns a [..., A] and
+        info with mean, log_std and `scaled_entropy` [..., 1] (see `pi_from_head`). detach_task: no
+        gradient to the task embedding (the policy loss: the embedding belongs to the world model's
+        optimiser)."""
         return self.pi_from_head(self._run(self.pi_head, self.with_task(z, task, detach_task)), task, eps)
 
     def pi_from_head(self, raw: torch.Tensor, task: torch.Tensor | None = None,
                      eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The policy's sampling and entropy from its head's output raw [..., 2A] (see `pi`)."""
+        """The policy's sampling and entropy from its head's output raw [..., 2A] (see `pi`).
+
+        scaled_entropy, by default the reference code's value: -A_eff * log N(eps; 0, diag(std^2)), with
+        A_eff the (unmasked) action dims and the log-density summed over all A dims (padded dims, where
+        eps = log_std = 0, add only the -log(2 pi)/2 constant, as in TD-MPC2). The reference computes
+        -log_prob * (A_eff * gauss / (log_prob + 1e-8)) with log_prob = gauss - tanh log-det, in which
+        log_prob cancels; the closed form here equals it to a relative 1e-8 / |log_prob| and has no
+        pole where log_prob = -1e-8. With entropy_tanh_correction=true: -(A_eff * gauss - sum log(1 -
+        tanh(u)^2)) over the unmasked dims, the scaled log-likelihood of the squashed action."""
         mean, raw_log_std = raw.chunk(2, dim=-1)
         log_std = fn.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
         eps = torch.randn_like(mean) if eps is None else eps
@@ -173,7 +181,10 @@ class WorldModel(nn.Module):
         else:
             dims = float(mean.shape[-1])
         pre_tanh = mean + eps * log_std.exp()
-        log_prob = fn.gaussian_log_prob(eps, log_std, mask) * dims - fn.tanh_log_det(pre_tanh, mask)
+        if self.entropy_tanh_correction:
+            log_prob = fn.gaussian_log_prob(eps, log_std, mask) * dims - fn.tanh_log_det(pre_tanh, mask)
+        else:
+            log_prob = fn.gaussian_log_prob(eps, log_std) * dims
         action = torch.tanh(pre_tanh)
         return action, {"mean": torch.tanh(mean), "log_std": log_std, "scaled_entropy": -log_prob}
 

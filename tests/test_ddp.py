@@ -51,7 +51,7 @@ def emulate_data_parallel(agent, shards, seeds):
     for b, seed in zip(shards, seeds):
         torch.manual_seed(seed)
         agent.optim.zero_grad(set_to_none=True)
-        total, _, zs, _ = agent.world_model_losses(b.obs, b.action, b.reward, b.terminated, b.task)
+        total, _, zs = agent.world_model_losses(b.obs, b.action, b.reward, b.terminated, b.task)
         total.backward()
         wm_grads.append([p.grad.clone() for p in wm_params])
         latents.append(zs.detach())

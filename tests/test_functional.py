@@ -102,3 +102,9 @@ def test_sinusoidal_embedding():
     assert e.shape == (3, 64)
     torch.testing.assert_close(e[0], torch.cat([torch.zeros(32), torch.ones(32)]))
     assert not torch.allclose(e[1], e[2])
+    # an odd size is padded with one zero (the score head's input width is time_embed_dim)
+    odd = fn.sinusoidal_embedding(torch.tensor([2.0]), 7)
+    assert odd.shape == (1, 7) and odd[0, -1] == 0
+    torch.testing.assert_close(odd[0, :6], fn.sinusoidal_embedding(torch.tensor([2.0]), 6)[0])
+
+

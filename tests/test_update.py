@@ -57,8 +57,8 @@ def test_energy_loss_picks_the_hardest_negative(monkeypatch):
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     torch.testing.assert_close(loss, 0.5 * (bce(f_pos, torch.ones_like(f_pos)) + bce(f_neg, torch.zeros_like(f_neg))))
     assert logits.numel() == 2 * 3 * 16
-    # the noisy candidate is the positive plus 0.5 N(0,1), clipped
-    assert cands[1].abs().max() <= 1 and (cands[1] - a_pos).std() > 0.2
+    # the noisy candidate is the policy's action (the first candidate) plus 0.5 N(0,1), clipped
+    assert cands[1].abs().max() <= 1 and (cands[1] - cands[0]).std() > 0.2
     assert cands[2].abs().max() <= 1
 
 

@@ -121,10 +121,12 @@ def test_detached_q_gives_no_parameter_gradients():
     assert all(p.grad is None for p in m.qs.parameters())
 
 
-def test_policy_entropy_is_scaled_by_action_dims():
-    """scaled_entropy = -(A * log N(u) - sum log(1 - tanh(u)^2)) with A the (unmasked) dims."""
+@pytest.mark.parametrize("tanh_correction", [False, True])
+def test_policy_entropy_is_scaled_by_action_dims(tanh_correction):
+    """Default (the reference's): scaled_entropy = -A log N(eps; 0, std); with
+    entropy_tanh_correction=true: -(A log N - sum log(1 - tanh(u)^2)); A the (unmasked) dims."""
     torch.manual_seed(3)
-    m = WorldModel(tiny_config(action_dim=4))
+    m = WorldModel(tiny_config(action_dim=4, entropy_tanh_correction=tanh_correction))
     z = m.encode(torch.randn(256, 7))
     torch.manual_seed(11)
     a, info = m.pi(z)
@@ -134,7 +136,9 @@ def test_policy_entropy_is_scaled_by_action_dims():
     log_std = fn.squash_log_std(raw, -10, 2)
     eps = torch.randn_like(mean)
     u = mean + eps * log_std.exp()
-    expected = -(4 * fn.gaussian_log_prob(eps, log_std) - fn.tanh_log_det(u))
+    expected = -4 * fn.gaussian_log_prob(eps, log_std)
+    if tanh_correction:
+        expected = expected + fn.tanh_log_det(u)
     torch.testing.assert_close(info["scaled_entropy"], expected)
     torch.testing.assert_close(a, torch.tanh(u))
 

@@ -3,7 +3,7 @@ steps 4-6 and the next step's step 1):
 
     l = (V - mean V) / std V / T (unbiased std; std < 1e-4 -> 1; NaN values count as 0)
     elites = top-k of V (ties: lowest index first); w = softmax of l over the elites
-    abar_a = sum_i w_i a_i;  s = (-x + sqrt(abar) abar_a) / (1 - abar);  x' = (x + (1 - abar) s) / sqrt(alpha)
+    abar_a = sum_i w_i a_i;  s = (-x + sqrt(abar) abar_a) / (1 - abar + 1e-8);  x' = (x + (1 - abar) s) / sqrt(alpha)
     next candidates: clip(x' / sqrt(abar') + sqrt((1 - abar') / abar') eps, -1, 1)
 
 eps comes from a given tensor (bit-comparable with the reference) or from Philox in the kernel
@@ -63,7 +63,7 @@ def _elite_score_kernel(v_ptr, cand_ptr, x_ptr, eps_ptr, seed_ptr, xout_ptr, tar
                     other=0.0).to(tl.float32)
         target += tl.sum(w[:, None] * a, axis=0)
     x = tl.load(x_ptr + e * D + rd, mask=d_ok, other=0.0).to(tl.float32)
-    score = (-x + tl.sqrt(abar) * target) / (1.0 - abar)
+    score = (-x + tl.sqrt(abar) * target) / (1.0 - abar + 1e-8)  # functional.SCORE_DENOM_EPS
     x_new = (x + (1.0 - abar) * score) / tl.sqrt(alpha)
     tl.store(target_ptr + e * D + rd, target, mask=d_ok)
     tl.store(xout_ptr + e * D + rd, x_new, mask=d_ok)
