@@ -1,4 +1,4 @@
-"""The MBDPO agent: acting with the diffusion planner and the update of ALGORITHM.md section 5.
+"""The MBDPO agent: acting with the diffusion planner and the update of docs/algorithm.md section 5.
 
 Batch layout (time-major, as sampled from replay): obs [H+1, B, obs_dim], action [H, B, A],
 reward [H, B, 1], terminated [H, B, 1], task [B] (multi-task) or None.

@@ -70,8 +70,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def check_compatible(saved_cfg: dict, cfg: DictConfig, path: str | os.PathLike = "checkpoint") -> None:
     """Raise CheckpointError naming every shape field on which the checkpoint and cfg disagree."""
+    # task_dim only shapes a multi-task model (single-task configs once stored an unused 96).
+    keys = [k for k in SHAPE_KEYS if k != "task_dim" or cfg.get("multitask") or saved_cfg.get("multitask")]
     bad = [f"{k}: checkpoint {saved_cfg.get(k)!r} vs config {cfg.get(k)!r}"
-           for k in SHAPE_KEYS if saved_cfg.get(k) != cfg.get(k)]
+           for k in keys if saved_cfg.get(k) != cfg.get(k)]
     if saved_cfg.get("tasks", []) != list(cfg.get("tasks", [])):
         bad.append(f"tasks: checkpoint {saved_cfg.get('tasks')} vs config {list(cfg.get('tasks', []))}")
     if bad:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
-# Parameter-count presets (millions) of TD-MPC2, kept by MBDPO (ALGORITHM.md section 1).
+# Parameter-count presets (millions) of TD-MPC2, kept by MBDPO (docs/algorithm.md section 1).
 MODEL_SIZE: dict[int, dict[str, int]] = {
     1: dict(enc_dim=256, mlp_dim=384, latent_dim=128, num_enc_layers=2, num_q=2),
     5: dict(enc_dim=256, mlp_dim=512, latent_dim=512, num_enc_layers=2, num_q=5),
@@ -91,7 +91,7 @@ class Config:
     score_net: bool = False  # optional score network s_theta(z0, x_tau, tau)
     time_embed_dim: int = 64
 
-    # --- update (ALGORITHM.md section 5) -------------------------------------------------------
+    # --- update (docs/algorithm.md section 5) -------------------------------------------------------
     horizon: int = 3
     rho: float = 0.5
     lr: float = 3e-4
@@ -117,12 +117,12 @@ class Config:
     #   tanh correction cancels); true: also subtract the tanh log-det (the scaled log-likelihood of the action)
     score_detach_latent: bool = False  # false: the score loss reaches the encoder (reference); true: detach z_0
 
-    # --- discount (ALGORITHM.md section 2) -----------------------------------------------------
+    # --- discount (docs/algorithm.md section 2) -----------------------------------------------------
     discount_denom: float = 5.0
     discount_min: float = 0.95
     discount_max: float = 0.995
 
-    # --- diffusion planner (ALGORITHM.md section 4) ---------------------------------------------
+    # --- diffusion planner (docs/algorithm.md section 4) ---------------------------------------------
     num_samples: int = 512
     diffusion_steps: int = 20
     beta_start: float = 1e-4
@@ -200,6 +200,15 @@ def default_config(**overrides: Any) -> DictConfig:
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg
+
+
+def saved_config(saved: dict) -> DictConfig:
+    """A finalized config saved in a checkpoint, over the schema's defaults: a field the saving
+    version did not have takes its default, a field this version no longer has is dropped."""
+    cfg = OmegaConf.structured(Config)
+    known = {k: v for k, v in saved.items() if k in cfg}
+    with open_dict(cfg):
+        return OmegaConf.merge(cfg, known)
 
 
 def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95, hi: float = 0.995) -> float:

@@ -20,7 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .agent import MBDPO, seed_everything
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import user_errors
-from .config import ConfigError, resolve_device
+from .config import ConfigError, resolve_device, saved_config
 from .task_eval import evaluate_task, summarize
 from .task_sets import expand_tasks
 
@@ -41,7 +41,7 @@ ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfig, int]:
     """Rebuild the agent a checkpoint was trained with; returns (agent, its config, its step)."""
     payload = load_checkpoint(path)
-    cfg = OmegaConf.create(payload["config"])
+    cfg = saved_config(payload["config"])
     cfg.device = str(resolve_device(device))
     cfg.cudagraphs = cfg.compile = False  # evaluation acts episode by episode: nothing to amortise
     agent = MBDPO(cfg)

@@ -9,7 +9,7 @@ from .functional import simnorm
 
 
 class SimNorm(nn.Module):
-    """Softmax over groups of `group` features (ALGORITHM.md section 1)."""
+    """Softmax over groups of `group` features (docs/algorithm.md section 1)."""
 
     def __init__(self, group: int):
         super().__init__()

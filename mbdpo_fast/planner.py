@@ -1,4 +1,4 @@
-"""The model-based diffusion planner (ALGORITHM.md sections 3 and 4), batched over E environments.
+"""The model-based diffusion planner (docs/algorithm.md sections 3 and 4), batched over E environments.
 
 One call denoises a plan x [E, H, A] in K-1 steps. Each step samples N candidate action
 sequences around x's current estimate of the clean plan, scores them by imagined returns in the

@@ -1,4 +1,4 @@
-"""The MBDPO world model: TD-MPC2's latent model plus the energy network F (ALGORITHM.md section 1).
+"""The MBDPO world model: TD-MPC2's latent model plus the energy network F (docs/algorithm.md section 1).
 
 Shapes: obs [..., obs_dim], z [..., latent_dim], a [..., A], task [...] int64 (multi-task only,
 aligned with the trailing batch dims of the input). Reward/Q heads return num_bins logits; F and
@@ -78,7 +78,7 @@ class WorldModel(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.uniform_(m.weight, -0.02, 0.02)
-        # Reward, energy and every Q head start at zero output (ALGORITHM.md section 1).
+        # Reward, energy and every Q head start at zero output (docs/algorithm.md section 1).
         for head in (self.reward_head, self.energy_head):
             nn.init.zeros_(head[-1].weight)
         nn.init.zeros_(self.qs.weights[-1])

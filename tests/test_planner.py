@@ -1,4 +1,4 @@
-"""Diffusion planner (ALGORITHM.md sections 3 and 4)."""
+"""Diffusion planner (docs/algorithm.md sections 3 and 4)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The update of ALGORITHM.md section 5."""
+"""The update of docs/algorithm.md section 5."""
 import pytest
 import torch
 

@@ -1,6 +1,6 @@
 """dm_control tasks under TD-MPC2's names and conventions.
 
-Conventions (ALGORITHM.md section 6): actions in [-1, 1] rescaled to the task's bounds, action
+Conventions (docs/algorithm.md section 6): actions in [-1, 1] rescaled to the task's bounds, action
 repeat 2 with the rewards of the repeats summed, 500 agent steps per episode (truncation, not
 termination), observations flattened in dm_control's order into float32.
 """

@@ -1,7 +1,7 @@
 """Offline (multi-task) pretraining on a dataset of recorded episodes (TD-MPC2's mt30/mt80 chunks).
 
 `steps` counts updates. Every update samples `batch_size` windows (split evenly across DDP
-processes when launched by torchrun) and runs the same update as online training (ALGORITHM.md
+processes when launched by torchrun) and runs the same update as online training (docs/algorithm.md
 section 5). Every `eval_freq` updates (and at the end) each task is evaluated for
 `eval_episodes` episodes in its environment (tasks split across processes); eval.csv gets the
 mean normalised score, eval_tasks.csv the per-task rows. Checkpoints (model, optimisers,

@@ -1,4 +1,4 @@
-"""Paper-faithful online training on one environment (ALGORITHM.md section 6).
+"""Paper-faithful online training on one environment (docs/algorithm.md section 6).
 
 seed_steps random actions, one burst of seed_steps updates when they end, then one update per
 environment step; evaluation every eval_freq steps over eval_episodes episodes without action

@@ -1,0 +1,182 @@
+"""Learning check on CPU: the paper's single-environment trainer (one update per agent step) at a
+CPU-sized profile on quick dm_control tasks over several seeds, with the reference code's
+energy pairing (`energy_pairing=reference`, the behaviour behind the published curves).
+
+    python benchmarks/learning_check.py                       # 2 tasks x 3 seeds, 2 runs at a time
+    python benchmarks/learning_check.py --tasks cartpole-balance --seeds 1 --steps 3000
+
+Each run is `python -m mbdpo_fast.train` with `profile=cpu_small` and the overrides below, in
+`--runs-dir/<task>/s<seed>`; a finished run is kept, an interrupted one resumes from its checkpoint
+(rerunning the command continues where it stopped). The random policy's return (uniform actions,
+`--random-episodes` episodes per task) is measured with the same environment. Writes to `--out`:
+`eval_returns.csv` (task, seed, step, return; seed "random" for the random policy), `summary.csv`
+(per task: random, untrained, final mean and std over seeds, wall clock), `learning_check.png`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import commit  # noqa: E402
+
+
+def run_overrides(task: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, run_dir: Path) -> list[str]:
+    return [f"task={task}", f"seed={seed}", "profile=cpu_small", "device=cpu", f"steps={steps}",
+            f"eval_freq={eval_freq}", f"eval_episodes={eval_episodes}", f"checkpoint_freq={eval_freq}",
+            "energy_pairing=reference", "progress_bar=false", f"hydra.run.dir={run_dir}"]
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    ev = run_dir / "eval.csv"
+    if not ev.is_file():
+        return False
+    rows = list(csv.DictReader(open(ev)))
+    return bool(rows) and int(rows[-1]["step"]) >= steps
+
+
+def train_one(task: str, seed: int, args) -> tuple[str, int, float, int]:
+    run_dir = Path(args.runs_dir) / task / f"s{seed}"
+    if finished(run_dir, args.steps):
+        return task, seed, 0.0, 0
+    cmd = [sys.executable, "-m", "mbdpo_fast.train",
+           *run_overrides(task, seed, args.steps, args.eval_freq, args.eval_episodes, run_dir)]
+    if (run_dir / "checkpoint.pt").is_file():
+        cmd.append("resume=true")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               WANDB_MODE="disabled", MUJOCO_GL=os.environ.get("MUJOCO_GL", "disable"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with open(run_dir.parent / f"s{seed}.log", "a") as log:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    print(f"  {task} seed {seed}: exit {rc} after {time.time() - t0:.0f} s", flush=True)
+    return task, seed, time.time() - t0, rc
+
+
+def random_returns(task: str, episodes: int, seed: int = 12345) -> list[float]:
+    """Returns of uniform random actions in [-1, 1] (the trainer's environment and conventions)."""
+    from mbdpo_fast.envs import make_env
+
+    env = make_env(task, seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(episodes):
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(rng.uniform(-1, 1, env.action_dim))
+            total += float(r)
+            done = term or trunc
+        out.append(total)
+    return out
+
+
+def read_eval(run_dir: Path) -> list[tuple[int, float]]:
+    ev = run_dir / "eval.csv"
+    if not ev.is_file():
+        return []
+    return [(int(r["step"]), float(r["reward"])) for r in csv.DictReader(open(ev))]
+
+
+def plot(curves, rand, out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(curves)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for seed, pts in sorted(curves[task].items()):
+            if pts:
+                ax.plot([s for s, _ in pts], [r for _, r in pts], "o-", alpha=0.35, lw=1, label=f"seed {seed}")
+        steps = sorted({s for pts in curves[task].values() for s, _ in pts})
+        mean = [np.mean([r for pts in curves[task].values() for s2, r in pts if s2 == s]) for s in steps]
+        ax.plot(steps, mean, "s-", color="black", lw=2, label="mean over seeds")
+        ax.axhline(np.mean(rand[task]), color="red", ls="--", label=f"random policy ({np.mean(rand[task]):.0f})")
+        ax.set_title(task)
+        ax.set_xlabel("agent steps")
+        ax.set_ylabel("evaluation return")
+        ax.set_ylim(0, 1000)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["cartpole-balance", "cup-catch"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--steps", type=int, default=5000, help="agent steps per run")
+    ap.add_argument("--eval-freq", type=int, default=1000)
+    ap.add_argument("--eval-episodes", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one per core)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--random-episodes", type=int, default=10)
+    ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "learning_check"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learning_check"))
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(t, s) for s in args.seeds for t in args.tasks]
+    print(f"learning check: {len(jobs)} runs of {args.steps} agent steps, {args.jobs} at a time, "
+          f"{args.threads} thread(s) each; runs in {args.runs_dir}", flush=True)
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda ts: train_one(ts[0], ts[1], args), jobs))
+    wall = time.time() - t0
+    failed = [(t, s) for t, s, _, rc in results if rc != 0]
+
+    rand = {t: random_returns(t, args.random_episodes) for t in args.tasks}
+    curves = {t: {s: read_eval(Path(args.runs_dir) / t / f"s{s}") for s in args.seeds} for t in args.tasks}
+    with open(out / "eval_returns.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "seed", "step", "return"])
+        for t in args.tasks:
+            for i, r in enumerate(rand[t]):
+                w.writerow([t, "random", 0, f"{r:.2f}"])
+            for s in args.seeds:
+                for step, r in curves[t][s]:
+                    w.writerow([t, s, step, f"{r:.2f}"])
+    rows = []
+    for t in args.tasks:
+        first = [pts[0][1] for pts in curves[t].values() if pts]
+        last = [pts[-1][1] for pts in curves[t].values() if pts and pts[-1][0] >= args.steps]
+        rows.append({"task": t, "random_mean": np.mean(rand[t]), "random_std": np.std(rand[t]),
+                     "untrained_mean": np.mean(first) if first else float("nan"),
+                     "final_step": args.steps, "final_mean": np.mean(last) if last else float("nan"),
+                     "final_std": np.std(last) if last else float("nan"),
+                     "final_min": np.min(last) if last else float("nan"), "seeds_finished": len(last)})
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*rows[0].keys(), "wall_s_this_call", "commit"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()},
+                        "wall_s_this_call": f"{wall:.0f}", "commit": commit()})
+    title = (f"MBDPO, paper mode (E=1, 1 update/step), profile=cpu_small, energy_pairing=reference; "
+             f"{len(args.seeds)} seeds; {args.eval_episodes} eval episodes per point; commit {commit()}")
+    plot(curves, rand, out / "learning_check.png", title)
+    for r in rows:
+        print(f"{r['task']:20s} random {r['random_mean']:6.1f}  untrained {r['untrained_mean']:6.1f}  "
+              f"step {args.steps}: {r['final_mean']:6.1f} +- {r['final_std']:5.1f} (min {r['final_min']:6.1f}, "
+              f"{r['seeds_finished']} seeds)")
+    print(f"wall clock of this call: {wall:.0f} s; results in {out}")
+    if failed:
+        print(f"error: runs failed: {failed} (logs in {args.runs_dir}/<task>/s<seed>.log)", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
