@@ -1,6 +1,8 @@
 # make train  - set up .venv and train MBDPO on cheetah-run (paper settings on a GPU, the
 #               cpu_small profile without one). Extra overrides: make train ARGS="steps=5000 seed=2"
 # make test   - set up .venv with the test extras and run the test suite (what CI runs)
+# make learning-check - the CPU learning check of benchmarks/learning_check.py (results in
+#               benchmarks/results/learning_check/)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +14,7 @@ ARGS ?=
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= disable
 
-.PHONY: install train test test-fast test-mjx-all suites venv-metaworld venv-myosuite clean
+.PHONY: install train test test-fast test-mjx-all learning-check suites venv-metaworld venv-myosuite clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +33,9 @@ test: install suites
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not mjx_all"
+
+learning-check: install   # paper mode, CPU-sized, 2 tasks x 3 seeds (about an hour on 2 cores)
+	$(BIN)/python benchmarks/learning_check.py $(ARGS)
 
 test-mjx-all: install   # construct and step every MJX task (~30 min on a 2-core CPU)
 	$(BIN)/python -m pytest -q -m mjx_all tests/test_mjx_env.py

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import commit  # noqa: E402
 
 
-def run_overrides(task: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, run_dir: Path) -> list[str]:
-    return [f"task={task}", f"seed={seed}", "profile=cpu_small", "device=cpu", f"steps={steps}",
-            f"eval_freq={eval_freq}", f"eval_episodes={eval_episodes}", f"checkpoint_freq={eval_freq}",
-            "energy_pairing=reference", "progress_bar=false", f"hydra.run.dir={run_dir}"]
+def run_overrides(task: str, seed: int, args, run_dir: Path) -> list[str]:
+    return [f"task={task}", f"seed={seed}", "profile=cpu_small", "device=cpu", f"steps={args.steps}",
+            f"eval_freq={args.eval_freq}", f"eval_episodes={args.eval_episodes}", f"checkpoint_freq={args.eval_freq}",
+            "energy_pairing=reference", "progress_bar=false", *args.extra, f"hydra.run.dir={run_dir}"]
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -49,7 +49,7 @@ def train_one(task: str, seed: int, args) -> tuple[str, int, float, int]:
     if finished(run_dir, args.steps):
         return task, seed, 0.0, 0
     cmd = [sys.executable, "-m", "mbdpo_fast.train",
-           *run_overrides(task, seed, args.steps, args.eval_freq, args.eval_episodes, run_dir)]
+           *run_overrides(task, seed, args, run_dir)]
     if (run_dir / "checkpoint.pt").is_file():
         cmd.append("resume=true")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
@@ -62,11 +62,15 @@ def train_one(task: str, seed: int, args) -> tuple[str, int, float, int]:
     return task, seed, time.time() - t0, rc
 
 
-def random_returns(task: str, episodes: int, seed: int = 12345) -> list[float]:
-    """Returns of uniform random actions in [-1, 1] (the trainer's environment and conventions)."""
+def random_returns(task: str, episodes: int, run_dir: Path, seed: int = 12345) -> list[float]:
+    """Returns of uniform random actions in [-1, 1] in the environment of the run in run_dir (its
+    action repeat and episode length)."""
+    from omegaconf import OmegaConf
+
     from mbdpo_fast.envs import make_env
 
-    env = make_env(task, seed)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    env = make_env(task, seed, int(cfg.action_repeat), int(cfg.episode_length))
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(episodes):
@@ -84,7 +88,8 @@ def read_eval(run_dir: Path) -> list[tuple[int, float]]:
     ev = run_dir / "eval.csv"
     if not ev.is_file():
         return []
-    return [(int(r["step"]), float(r["reward"])) for r in csv.DictReader(open(ev))]
+    rows = {int(r["step"]): float(r["reward"]) for r in csv.DictReader(open(ev))}  # one per step
+    return sorted(rows.items())
 
 
 def plot(curves, rand, out_png: Path, title: str) -> None:
@@ -124,6 +129,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one per core)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--random-episodes", type=int, default=10)
+    ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run, e.g. model_size=5")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "learning_check"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learning_check"))
     args = ap.parse_args()
@@ -139,7 +145,11 @@ def main() -> None:
     wall = time.time() - t0
     failed = [(t, s) for t, s, _, rc in results if rc != 0]
 
-    rand = {t: random_returns(t, args.random_episodes) for t in args.tasks}
+    if failed:
+        print(f"error: runs failed: {failed} (logs in {args.runs_dir}/<task>/s<seed>.log)", file=sys.stderr)
+        sys.exit(2)
+    rand = {t: random_returns(t, args.random_episodes, Path(args.runs_dir) / t / f"s{args.seeds[0]}")
+            for t in args.tasks}
     curves = {t: {s: read_eval(Path(args.runs_dir) / t / f"s{s}") for s in args.seeds} for t in args.tasks}
     with open(out / "eval_returns.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -173,9 +183,6 @@ def main() -> None:
               f"step {args.steps}: {r['final_mean']:6.1f} +- {r['final_std']:5.1f} (min {r['final_min']:6.1f}, "
               f"{r['seeds_finished']} seeds)")
     print(f"wall clock of this call: {wall:.0f} s; results in {out}")
-    if failed:
-        print(f"error: runs failed: {failed} (logs in {args.runs_dir}/<task>/s<seed>.log)", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -111,3 +111,31 @@ def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, monkeyp
     with pytest.raises(TrainingDivergedError, match=r"non-finite value_loss at step \d+: .*untouched"):
         t2.train()
     assert t.checkpoint_path.read_bytes() == saved
+
+
+def test_saved_config_fills_new_fields_and_drops_retired_ones():
+    """A config saved by another version: fields it lacks take the schema's defaults, fields this
+    version no longer has are dropped, saved values win."""
+    from omegaconf import OmegaConf
+
+    from mbdpo_fast.config import default_config, saved_config
+
+    saved = OmegaConf.to_container(default_config(task="walker-run", seed=7))
+    del saved["energy_pairing"]
+    saved["score_only_inference"] = False  # a retired field
+    cfg = saved_config(saved)
+    assert cfg.task == "walker-run" and cfg.seed == 7 and cfg.energy_pairing == "aligned"
+    assert "score_only_inference" not in cfg
+
+
+def test_single_task_checkpoints_ignore_the_unused_task_dim():
+    from mbdpo_fast.checkpoint import check_compatible
+    from mbdpo_fast.config import default_config
+
+    from omegaconf import OmegaConf
+
+    cfg = default_config(obs_dim=5, action_dim=2, task_dim=0, work_dir="unused")
+    check_compatible({**OmegaConf.to_container(cfg), "task_dim": 96}, cfg)  # single task: no embedding
+    mt = default_config(obs_dim=5, action_dim=2, task_dim=64, multitask=True, work_dir="unused")
+    with pytest.raises(CheckpointError, match="task_dim"):
+        check_compatible({**OmegaConf.to_container(mt), "task_dim": 96}, mt)

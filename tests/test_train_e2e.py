@@ -75,3 +75,30 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     bad.write_bytes(b"\x00" * 100)
     p = run_cli("mbdpo_fast.evaluate", [f"checkpoint={bad}"], cwd=tmp_path)
     assert p.returncode == 2 and "corrupt" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_path, monkeypatch):
+    """Killed after the checkpoint at step 100 and the evaluation at step 100 (which runs after that
+    checkpoint), then resumed: the step-100 row is not duplicated and the CSVs equal the
+    uninterrupted run's."""
+    from mbdpo_fast.trainers.online import OnlineTrainer
+
+    common = TINY + ["eval_freq=100", "checkpoint_freq=100", "steps=200"]
+    run(compose_cfg(common, tmp_path / "full"))
+    real = OnlineTrainer._update
+
+    def crash(self, n):
+        if self.step == 130:
+            raise KeyboardInterrupt  # stands for SIGKILL: nothing after this point is written
+        return real(self, n)
+    monkeypatch.setattr(OnlineTrainer, "_update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(common, tmp_path / "split"))
+    assert [r["step"] for r in read_csv(tmp_path / "split/eval.csv")] == ["0", "100"]
+    monkeypatch.setattr(OnlineTrainer, "_update", real)
+    run(compose_cfg(common + ["resume=true"], tmp_path / "split"))
+    full_eval, split_eval = read_csv(tmp_path / "full/eval.csv"), read_csv(tmp_path / "split/eval.csv")
+    assert [r["step"] for r in split_eval] == ["0", "100", "200"]
+    assert full_eval == split_eval
+    key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
+    assert key(read_csv(tmp_path / "full/train.csv")) == key(read_csv(tmp_path / "split/train.csv"))

@@ -117,6 +117,10 @@ class OnlineTrainer:
         if tr.get("env_rng") is not None and hasattr(self.env, "random_state"):
             np_rng_from_tensors(self.env.random_state, tr["env_rng"])
         self.logger.truncate_after(self.step)
+        if self.last_eval != self.step:
+            # A checkpoint at an episode end precedes that step's evaluation, which runs again on
+            # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
+            self.logger.eval.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
     def _timed(self, key: str, fn):
