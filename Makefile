@@ -34,7 +34,7 @@ test: install suites
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not mjx_all"
 
-learning-check: install   # paper mode, CPU-sized, 2 tasks x 3 seeds (about an hour on 2 cores)
+learning-check: install   # paper mode, CPU-sized, 2 tasks x 3 seeds (about 80 minutes on 2 cores)
 	$(BIN)/python benchmarks/learning_check.py $(ARGS)
 
 test-mjx-all: install   # construct and step every MJX task (~30 min on a 2-core CPU)

@@ -1,9 +1,9 @@
 """Learning check on CPU: the paper's single-environment trainer (one update per agent step) at a
-CPU-sized profile on quick dm_control tasks over several seeds, with the reference code's
+CPU-sized profile on two dense-reward dm_control tasks over several seeds, with the reference code's
 energy pairing (`energy_pairing=reference`, the behaviour behind the published curves).
 
     python benchmarks/learning_check.py                       # 2 tasks x 3 seeds, 2 runs at a time
-    python benchmarks/learning_check.py --tasks cartpole-balance --seeds 1 --steps 3000
+    python benchmarks/learning_check.py --tasks walker-walk --seeds 1 --steps 3000
 
 Each run is `python -m mbdpo_fast.train` with `profile=cpu_small` and the overrides below, in
 `--runs-dir/<task>/s<seed>`; a finished run is kept, an interrupted one resumes from its checkpoint
@@ -92,6 +92,13 @@ def read_eval(run_dir: Path) -> list[tuple[int, float]]:
     return sorted(rows.items())
 
 
+def run_wall_s(run_dir: Path) -> float:
+    """A run's wall clock at its last logged episode end (train.csv elapsed_s; kept across resumes)."""
+    tr = run_dir / "train.csv"
+    rows = list(csv.DictReader(open(tr))) if tr.is_file() else []
+    return float(rows[-1]["elapsed_s"]) if rows else float("nan")
+
+
 def plot(curves, rand, out_png: Path, title: str) -> None:
     import matplotlib
 
@@ -121,7 +128,7 @@ def plot(curves, rand, out_png: Path, title: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", nargs="+", default=["cartpole-balance", "cup-catch"])
+    ap.add_argument("--tasks", nargs="+", default=["walker-stand", "walker-walk"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--steps", type=int, default=5000, help="agent steps per run")
     ap.add_argument("--eval-freq", type=int, default=1000)
@@ -168,7 +175,9 @@ def main() -> None:
                      "untrained_mean": np.mean(first) if first else float("nan"),
                      "final_step": args.steps, "final_mean": np.mean(last) if last else float("nan"),
                      "final_std": np.std(last) if last else float("nan"),
-                     "final_min": np.min(last) if last else float("nan"), "seeds_finished": len(last)})
+                     "final_min": np.min(last) if last else float("nan"), "seeds_finished": len(last),
+                     "run_wall_s_mean": float(np.mean([run_wall_s(Path(args.runs_dir) / t / f"s{s}")
+                                                       for s in args.seeds]))})
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*rows[0].keys(), "wall_s_this_call", "commit"])
         w.writeheader()
@@ -176,7 +185,7 @@ def main() -> None:
             w.writerow({**{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()},
                         "wall_s_this_call": f"{wall:.0f}", "commit": commit()})
     title = (f"MBDPO, paper mode (E=1, 1 update/step), profile=cpu_small, energy_pairing=reference; "
-             f"{len(args.seeds)} seeds; {args.eval_episodes} eval episodes per point; commit {commit()}")
+             f"{len(args.seeds)} seeds; {args.eval_episodes} evaluation episode(s) per point; commit {commit()}")
     plot(curves, rand, out / "learning_check.png", title)
     for r in rows:
         print(f"{r['task']:20s} random {r['random_mean']:6.1f}  untrained {r['untrained_mean']:6.1f}  "
