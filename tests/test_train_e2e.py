@@ -13,16 +13,26 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
-    common = TINY + ["eval_freq=100", "checkpoint_freq=100"]
-    run(compose_cfg(common + ["steps=200"], tmp_path / "full"))
+COMMON = TINY + ["eval_freq=100", "checkpoint_freq=100"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """The uninterrupted 200-step run both resume tests compare with."""
+    d = tmp_path_factory.mktemp("full")
+    run(compose_cfg(COMMON + ["steps=200"], d))
+    return d
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, full_run):
+    common = COMMON
     run(compose_cfg(common + ["steps=100"], tmp_path / "split"))
     run(compose_cfg(common + ["steps=200", "resume=true"], tmp_path / "split"))
-    full_eval, split_eval = read_csv(tmp_path / "full/eval.csv"), read_csv(tmp_path / "split/eval.csv")
+    full_eval, split_eval = read_csv(full_run / "eval.csv"), read_csv(tmp_path / "split/eval.csv")
     assert [r["step"] for r in full_eval] == ["0", "100", "200"]
     assert full_eval == split_eval
     key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
-    assert key(read_csv(tmp_path / "full/train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
+    assert key(read_csv(full_run / "train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
 
 
 def test_existing_run_dir_needs_resume(tmp_path):
@@ -77,14 +87,13 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert p.returncode == 2 and "corrupt" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_path, monkeypatch):
+def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_path, monkeypatch, full_run):
     """Killed after the checkpoint at step 100 and the evaluation at step 100 (which runs after that
     checkpoint), then resumed: the step-100 row is not duplicated and the CSVs equal the
     uninterrupted run's."""
     from mbdpo_fast.trainers.online import OnlineTrainer
 
-    common = TINY + ["eval_freq=100", "checkpoint_freq=100", "steps=200"]
-    run(compose_cfg(common, tmp_path / "full"))
+    common = COMMON + ["steps=200"]
     real = OnlineTrainer._update
 
     def crash(self, n):
@@ -97,8 +106,8 @@ def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_pat
     assert [r["step"] for r in read_csv(tmp_path / "split/eval.csv")] == ["0", "100"]
     monkeypatch.setattr(OnlineTrainer, "_update", real)
     run(compose_cfg(common + ["resume=true"], tmp_path / "split"))
-    full_eval, split_eval = read_csv(tmp_path / "full/eval.csv"), read_csv(tmp_path / "split/eval.csv")
+    full_eval, split_eval = read_csv(full_run / "eval.csv"), read_csv(tmp_path / "split/eval.csv")
     assert [r["step"] for r in split_eval] == ["0", "100", "200"]
     assert full_eval == split_eval
     key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
-    assert key(read_csv(tmp_path / "full/train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
+    assert key(read_csv(full_run / "train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
