@@ -1,6 +1,6 @@
 """CUDA-graph replay of the planner call and of the update (`cudagraphs=true`): removes the
 per-launch CPU cost of their hundreds of small kernels, which dominates eager planning at E=1
-(measured 108 ms per plan on an H100 VM, 25 ms graphed: benchmarks/results/issue2/README.md).
+(measured 108 ms per plan on an H100 VM, 25 ms graphed: benchmarks/results/paper_mode_h100/README.md).
 
 The graph reads the model's parameters and running statistics in place, so optimiser steps,
 Polyak updates and checkpoint loads (all in-place) are seen by later replays. Random numbers come
