@@ -42,7 +42,7 @@ def write_rows(path: str | None, rows: list[dict]) -> None:
 def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) -> dict:
     import jax
 
-    from mbdpo_fast.envs_gpu import make_mjx_env
+    from mbdpo_fast.envs.mjx import make_mjx_env
 
     t0 = time.perf_counter()
     env = make_mjx_env(task, E, seed=0, device=device, impl=impl)
@@ -105,7 +105,7 @@ def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) ->
 
 
 def bench_cpu_suite(task: str, workers: int, steps: int) -> dict:
-    from mbdpo_fast.envs.vector import AsyncVecEnv
+    from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
 
     env = AsyncVecEnv(task, workers, seed=0)
     env.reset()

@@ -67,10 +67,10 @@ def random_returns(task: str, episodes: int, run_dir: Path, seed: int = 12345) -
     action repeat and episode length)."""
     from omegaconf import OmegaConf
 
-    from mbdpo_fast.envs import make_env
+    from mbdpo_fast.envs.cpu.suites import make_suite_env
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    env = make_env(task, seed, int(cfg.action_repeat), int(cfg.episode_length))
+    env = make_suite_env(task, seed, int(cfg.action_repeat), int(cfg.episode_length))
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(episodes):

@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import commit, device_name  # noqa: E402
 
-from mbdpo_fast.agent import MBDPO, Batch, seed_everything  # noqa: E402
+from mbdpo_fast.agent import MBDPO, seed_everything  # noqa: E402
+from mbdpo_fast.batch import Batch  # noqa: E402
 from mbdpo_fast.config import default_config, finalize_tasks  # noqa: E402
 
 VARIANTS = {"fp32": {}, "bf16": {"bf16_update": True}, "bf16+ckpt": {"bf16_update": True, "grad_checkpoint": True}}

@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import commit, device_name  # noqa: E402
 
-from mbdpo_fast.agent import MBDPO, Batch, seed_everything
+from mbdpo_fast.agent import MBDPO, seed_everything
+from mbdpo_fast.batch import Batch
 from mbdpo_fast.config import default_config, finalize
 
 

@@ -84,7 +84,7 @@ def make_agent(args, variant: dict, **over):
 
 # ------------------------------------------------------------------------------------------------
 def bench_env(args, rows):
-    from mbdpo_fast.envs_gpu import make_mjx_env
+    from mbdpo_fast.envs.mjx import make_mjx_env
 
     dev = torch.device(args.device)
     for E in args.env_envs:
@@ -131,7 +131,7 @@ def bench_plan(args, rows, variants):
 
 
 def bench_update(args, rows, variants):
-    from mbdpo_fast.agent import Batch
+    from mbdpo_fast.batch import Batch
 
     dev = torch.device(args.device)
     for name, variant in variants.items():

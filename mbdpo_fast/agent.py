@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from . import functional as fn
+from .batch import Batch
 from .config import discount_for, resolve_device
-from .planner import DiffusionPlanner, imagined_value, mc_score, sample_candidates, weight_all
+from .diffusion import mc_score, sample_candidates, weight_all
+from .planner import DiffusionPlanner, imagined_value
 from .world_model import WorldModel
 
 
@@ -48,15 +50,6 @@ class UpdateHyper:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "UpdateHyper":
         return cls(**{f: cfg[f] for f in cls.__dataclass_fields__})
-
-
-@dataclass
-class Batch:
-    obs: torch.Tensor
-    action: torch.Tensor
-    reward: torch.Tensor
-    terminated: torch.Tensor
-    task: torch.Tensor | None = None
 
 
 class MBDPO:

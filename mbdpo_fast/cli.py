@@ -7,21 +7,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from .config import ConfigError
-from .data.chunks import DatasetError
-from .replay import ReplayCapacityError
-from .trainers.online import TrainingDivergedError
-
-USER_ERRORS = (ConfigError, CheckpointError, ReplayCapacityError, TrainingDivergedError, DatasetError)
+from .data.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .errors import ConfigError, UserError
 
 
 @contextmanager
 def user_errors():
-    """Turn configuration/checkpoint/dataset/capacity/divergence errors into `error: ...` on stderr and exit code 2."""
+    """The one place that turns a user's error (errors.UserError: configuration, task, checkpoint,
+    dataset, replay capacity, divergence) into `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

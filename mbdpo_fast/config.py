@@ -7,12 +7,14 @@ result; the trainers only read the finalized config.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+
+from . import task_registry
+from .errors import ConfigError
 
 # Parameter-count presets (millions) of TD-MPC2, kept by MBDPO (docs/algorithm.md section 1).
 MODEL_SIZE: dict[int, dict[str, int]] = {
@@ -22,10 +24,6 @@ MODEL_SIZE: dict[int, dict[str, int]] = {
     48: dict(enc_dim=1792, mlp_dim=1792, latent_dim=768, num_enc_layers=4, num_q=5),
     317: dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the fix."""
 
 
 @dataclass
@@ -58,7 +56,8 @@ class Config:
     impl: str = "jax"  # MJX backend: jax | warp (needs warp-lang)
     updates_per_step: int = 1  # updates per vector step (E env steps); the paper: 1 at E=1
     seed_updates: int = -1  # the update burst after seeding; -1: seed_steps * updates_per_step / num_envs
-    log_every: int = 50  # vector steps between metric fetches (the only host syncs of the loop)
+    log_every: int = -1  # vector steps (updates, offline) between train rows, the loop's only regular host
+    #   syncs; -1: one episode at num_envs=1 (a row per episode, the paper's log), else 50
     dmc_eval: bool = True  # mjx backend: also evaluate on dm_control's own task (CPU workers)
 
     # --- training schedule ---------------------------------------------------------------------
@@ -289,12 +288,15 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
         if not cfg.multitask:
             cfg.task_dim = 0
         elif cfg.task_dim < 0:
-            cfg.task_dim = default_task_dim(list(cfg.tasks))
+            cfg.task_dim = task_registry.default_task_dim(list(cfg.tasks))
     _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
     _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
-    _require(cfg.updates_per_step >= 0 and cfg.log_every >= 1, "updates_per_step must be >= 0 and log_every >= 1")
+    _require(cfg.updates_per_step >= 0 and (cfg.log_every >= 1 or cfg.log_every == -1),
+             "updates_per_step must be >= 0 and log_every >= 1 (or -1)")
     with open_dict(cfg):
+        if cfg.log_every == -1:
+            cfg.log_every = cfg.episode_length if cfg.num_envs == 1 else 50
         if cfg.seed_updates < 0:
             cfg.seed_updates = max(1, cfg.seed_steps * cfg.updates_per_step // cfg.num_envs)
     _require(cfg.wandb.mode in ("disabled", "offline", "online"),
@@ -309,17 +311,13 @@ def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int 
     per-task dims, episode lengths and action repeats (suite defaults unless action_repeat /
     episode_length are set, which then apply to every task), pad obs/action dims to their maxima
     (or to obs_dim/action_dim where given, e.g. a dataset's or a checkpoint's padded dims)."""
-    from .envs import check_task
-    from .task_sets import TASK_SETS, expand_tasks, suite_defaults, task_dims
-
-    names = expand_tasks(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
-    if len(names) < 2 and cfg.task not in TASK_SETS:
+    names = task_registry.expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+    if len(names) < 2 and cfg.task not in task_registry.TASK_SETS:
         raise ConfigError(f"a multi-task run needs at least 2 tasks; got {names} (set task=mt30|mt80 or "
                           f"tasks=[a,b,...])")
-    for name in names:
-        check_task(name)
-    dims = [task_dims(t) for t in names]
-    suite = [suite_defaults(t) for t in names]
+    rows = [task_registry.get(t) for t in names]
+    dims = [(r.obs_dim, r.action_dim) for r in rows]
+    suite = [(r.action_repeat, r.episode_length) for r in rows]
     D, A = max(d for d, _ in dims), max(a for _, a in dims)
     if obs_dim is not None:
         _require(obs_dim >= D, f"obs_dim={obs_dim} is smaller than the largest task's ({D})")
@@ -337,21 +335,6 @@ def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int 
         repeat = cfg.action_repeats[own] if own is not None else max(cfg.action_repeats)
         length = cfg.episode_lengths[own] if own is not None else max(cfg.episode_lengths)
     return finalize(cfg, D, A, repeat, length)
-
-
-def default_task_dim(tasks: list[str]) -> int:
-    """The reference code's task-embedding size: 64 for the mt30 set, 96 for mt80 and any other list
-    (TD-MPC2's mt30 checkpoints have 64-d embeddings, its mt80 ones 96-d)."""
-    from .task_sets import MT30
-
-    return 64 if list(tasks) == list(MT30) else 96
-
-
-def suggest(name: str, known: list[str]) -> str:
-    """' Did you mean X?' for a misspelt name, or ''."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    return f" Did you mean {' or '.join(close)}?" if close else ""
-
 
 
 def unset_to_none(value: int) -> int | None:

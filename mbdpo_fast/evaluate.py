@@ -15,14 +15,15 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from .agent import MBDPO, seed_everything
-from .checkpoint import CheckpointError, load_checkpoint
+from .data.checkpoint import load_checkpoint
+from .errors import CheckpointError, ConfigError
 from .cli import user_errors
-from .config import ConfigError, resolve_device, saved_config
-from .task_eval import evaluate_task, summarize
-from .task_sets import expand_tasks
+from .config import resolve_device, saved_config
+from .trainers.evaluation import evaluate_task, summarize
+from .task_registry import expand
 
 
 @dataclass
@@ -55,7 +56,7 @@ def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfi
 def task_indices(cfg: DictConfig, requested: list[str]) -> list[int]:
     """Positions in the checkpoint's task list of the requested tasks (all of them by default)."""
     known = list(cfg.tasks) if cfg.multitask else [cfg.task]
-    names = expand_tasks(requested) if requested else known
+    names = expand(requested) if requested else known
     unknown = [t for t in names if t not in known]
     if unknown:
         raise ConfigError(f"the checkpoint was not trained on {unknown} (it knows {len(known)} tasks: "

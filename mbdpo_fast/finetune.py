@@ -14,12 +14,12 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .checkpoint import CheckpointError, load_checkpoint
 from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import ConfigError, finalize, finalize_tasks, register_schema
-from .envs import make_env
-from .envs.padded import PaddedTaskEnv
-from .task_sets import TASK_SETS
+from .config import finalize, finalize_tasks, register_schema
+from .data.checkpoint import load_checkpoint
+from .envs import make_env, make_eval_envs
+from .errors import CheckpointError, ConfigError
+from .task_registry import TASK_SETS
 from .trainers.online import OnlineTrainer
 
 register_schema()
@@ -73,12 +73,6 @@ def load_pretrained(model: torch.nn.Module, state: dict, num_seen: int, path) ->
     model.load_state_dict(own)
 
 
-def build_env(cfg: DictConfig, seed: int):
-    i = list(cfg.tasks).index(cfg.task) if cfg.multitask else 0
-    env = make_env(cfg.task, seed, int(cfg.action_repeats[i]), int(cfg.episode_lengths[i]))
-    return PaddedTaskEnv(env, cfg.obs_dim, cfg.action_dim) if cfg.multitask else env
-
-
 def run(cfg: DictConfig) -> dict:
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: pass checkpoint=PATH of a pretrained (multi-task) checkpoint")
@@ -88,10 +82,10 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
     num_seen = finetune_config(cfg, payload["config"])
-    env = build_env(cfg, cfg.seed)
-    eval_env = build_env(cfg, cfg.seed + 1) if cfg.eval_episodes else None
+    env = make_env(cfg, cfg.num_envs, cfg.seed)
+    eval_envs = make_eval_envs(cfg)
     seed_everything(cfg.seed)
-    trainer = OnlineTrainer(cfg, env, eval_env, work_dir)
+    trainer = OnlineTrainer(cfg, env, work_dir, eval_envs)
     if not resume_or_start(trainer, own_ckpt, cfg.resume):
         load_pretrained(trainer.agent.model, payload["agent"]["model"], num_seen, cfg.checkpoint)
     seen = "seen" if cfg.task in list(payload["config"].get("tasks", []))[:num_seen] or not cfg.multitask else "unseen"

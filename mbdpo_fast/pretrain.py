@@ -17,10 +17,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, run_checkpoint
-from .config import ConfigError, finalize, finalize_tasks, register_schema
+from .config import finalize, finalize_tasks, register_schema
+from .errors import ConfigError
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
-from .task_sets import expand_tasks, suite_defaults, task_dims
+from . import task_registry
 from .trainers.offline import OfflineTrainer
 
 register_schema()
@@ -33,8 +34,8 @@ def load_dataset(cfg: DictConfig, device: str) -> tuple[OfflineDataset, list[str
                           "'Offline pretraining', for the TD-MPC2 datasets)")
     if not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"data_dir={cfg.data_dir} is not a directory")
-    names = expand_tasks(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
-    dims = [task_dims(t) for t in names]
+    names = task_registry.expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+    dims = [(task_registry.get(t).obs_dim, task_registry.get(t).action_dim) for t in names]
     ds = OfflineDataset.load(cfg.data_dir, tasks=names, mmap=cfg.data_mmap, allow_pickle=cfg.data_allow_pickle,
                              device=device if cfg.data_on_device and not cfg.data_mmap else "cpu")
     ds.pad_to(max([d for d, _ in dims] + [ds.obs_dim]), max([a for _, a in dims] + [ds.action_dim]))
@@ -47,7 +48,8 @@ def finalize_for_dataset(cfg: DictConfig, ds: OfflineDataset, names: list[str]) 
             cfg.tasks = names
         finalize_tasks(cfg, ds.obs_dim, ds.action_dim)
     else:
-        repeat, length = suite_defaults(names[0])
+        row = task_registry.get(names[0])
+        repeat, length = row.action_repeat, row.episode_length
         with open_dict(cfg):
             cfg.task, cfg.tasks = names[0], []
         finalize(cfg, ds.obs_dim, ds.action_dim, repeat, length)  # suite defaults where cfg leaves -1

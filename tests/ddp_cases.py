@@ -9,7 +9,8 @@ targets and hard negatives independent of the draws), so the 2-process update mu
 update on the whole batch."""
 import torch
 
-from mbdpo_fast.agent import MBDPO, Batch
+from mbdpo_fast.agent import MBDPO
+from mbdpo_fast.batch import Batch
 from mbdpo_fast.config import default_config, finalize_tasks
 
 SCENARIOS = ("random", "deterministic")

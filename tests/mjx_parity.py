@@ -13,8 +13,8 @@ import numpy as np
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
-from mbdpo_fast.envs.dmcontrol import DMControlEnv
-from mbdpo_fast.envs_gpu.tasks import build_task
+from mbdpo_fast.envs.cpu.dmcontrol import DMControlEnv
+from mbdpo_fast.envs.mjx.tasks import build_task
 
 # Tasks whose target dm_control stores in the model: (model field, name, columns copied).
 _TARGETS = {"reacher": ("geom_pos", [0, 1]), "swimmer": ("geom_pos", [0, 1]), "fish": ("geom_pos", [0, 1, 2]),

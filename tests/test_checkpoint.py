@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from mbdpo_fast import checkpoint as ckpt_mod
+from mbdpo_fast.data import checkpoint as ckpt_mod
 from mbdpo_fast.agent import seed_everything
-from mbdpo_fast.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from mbdpo_fast.data.checkpoint import atomic_save, load_checkpoint
+from mbdpo_fast.errors import CheckpointError
 from mbdpo_fast.train import build_envs
 from mbdpo_fast.trainers.online import OnlineTrainer
 
@@ -13,9 +14,9 @@ from helpers import TINY, compose_cfg
 
 def make_trainer(tmp_path, extra=()):
     cfg = compose_cfg(TINY + ["steps=80", "eval_freq=1000", "checkpoint_freq=50", *extra], tmp_path)
-    env, eval_env = build_envs(cfg)
+    env, eval_envs = build_envs(cfg)
     seed_everything(cfg.seed)
-    return OnlineTrainer(cfg, env, eval_env, tmp_path)
+    return OnlineTrainer(cfg, env, tmp_path, eval_envs)
 
 
 def actions_of(agent, seed):
@@ -94,7 +95,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
 
 
 def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, monkeypatch):
-    from mbdpo_fast.trainers.online import TrainingDivergedError
+    from mbdpo_fast.errors import TrainingDivergedError
 
     t = make_trainer(tmp_path / "a")
     t.train()  # 80 steps, checkpoint at step 80
@@ -129,7 +130,7 @@ def test_saved_config_fills_new_fields_and_drops_retired_ones():
 
 
 def test_single_task_checkpoints_ignore_the_unused_task_dim():
-    from mbdpo_fast.checkpoint import check_compatible
+    from mbdpo_fast.data.checkpoint import check_compatible
     from mbdpo_fast.config import default_config
 
     from omegaconf import OmegaConf

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mbdpo_fast.agent import MBDPO, Batch
+from mbdpo_fast.agent import MBDPO
+from mbdpo_fast.batch import Batch
 from mbdpo_fast.world_model import WorldModel
 
 from conftest import tiny_config

@@ -5,14 +5,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbdpo_fast.checkpoint import FORMAT, atomic_save
-from mbdpo_fast.data.chunks import DatasetError, OfflineDataset, chunk_paths, load_chunk, write_synthetic_chunks
+from mbdpo_fast.data.checkpoint import FORMAT, atomic_save
+from mbdpo_fast.data.chunks import OfflineDataset, chunk_paths, load_chunk
+from mbdpo_fast.errors import DatasetError
 from mbdpo_fast.data.export import main as export_main
 from mbdpo_fast.data.export import replay_to_chunks
-from mbdpo_fast.replay import ReplayBuffer
+from mbdpo_fast.data.replay import ReplayBuffer
 
 TASKS = [(5, 2), (7, 3), (4, 1)]  # (obs_dim, action_dim): padded to 7 and 3
 MODES = pytest.mark.parametrize("mmap", [False, True], ids=["eager", "mmap"])
+from helpers import write_synthetic_chunks
 
 
 @pytest.fixture

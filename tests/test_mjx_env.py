@@ -5,10 +5,10 @@ import torch
 jax = pytest.importorskip("jax")
 pytest.importorskip("mujoco_playground")
 
-from mbdpo_fast.config import ConfigError  # noqa: E402
-from mbdpo_fast.envs_gpu import make_mjx_env  # noqa: E402
-from mbdpo_fast.envs_gpu.bridge import to_jax, to_torch  # noqa: E402
-from mbdpo_fast.envs_gpu.tasks import mjx_task_names  # noqa: E402
+from mbdpo_fast.errors import ConfigError  # noqa: E402
+from mbdpo_fast.envs.mjx import make_mjx_env  # noqa: E402
+from mbdpo_fast.envs.mjx.bridge import to_jax, to_torch  # noqa: E402
+from mbdpo_fast.envs.mjx.tasks import mjx_task_names  # noqa: E402
 
 E = 4
 

@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("mujoco_playground")
 
-from mbdpo_fast.envs_gpu.tasks import PHYSICS_NOTES, mjx_task_names  # noqa: E402
+from mbdpo_fast.envs.mjx.tasks import PHYSICS_NOTES, mjx_task_names  # noqa: E402
 
 from mjx_parity import parity_errors  # noqa: E402
 

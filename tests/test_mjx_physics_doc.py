@@ -1,12 +1,15 @@
 """docs/mjx_physics.md is the current list of physics-setting differences (regenerate it with
-`python -m mbdpo_fast.envs_gpu.physics_diff > docs/mjx_physics.md`)."""
+`python tools/mjx_physics_diff.py > docs/mjx_physics.md`)."""
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
 pytest.importorskip("mujoco_playground")
 
-from mbdpo_fast.envs_gpu.physics_diff import differences, markdown  # noqa: E402
+from mjx_physics_diff import differences, markdown  # noqa: E402
 
 
 def test_doc_is_current():

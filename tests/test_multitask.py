@@ -2,33 +2,22 @@
 padded environments, normalised scores, gradient checkpointing."""
 from unittest import mock
 
-import numpy as np
 import pytest
 import torch
 
-from mbdpo_fast.agent import MBDPO, Batch
-from mbdpo_fast.config import ConfigError, default_config, finalize_tasks
-from mbdpo_fast.envs import make_env
-from mbdpo_fast.envs.padded import PaddedTaskEnv
-from mbdpo_fast.envs.suites import METAWORLD_TASKS
-from mbdpo_fast.task_sets import MT30, MT80, expand_tasks, normalized_score, task_dims
+from mbdpo_fast.agent import MBDPO
+from mbdpo_fast.batch import Batch
+from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.errors import ConfigError
+from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
+from mbdpo_fast.envs.padded import PaddedEnv
+from mbdpo_fast.task_registry import MT80, expand, normalized_score
 
 from conftest import tiny_config
 
 TINY = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_samples=32, num_elites=4,
             num_pi_trajs=4, diffusion_steps=4, batch_size=16, device="cpu", work_dir="unused")
 
-
-def test_task_sets_are_tdmpc2s():
-    assert len(MT30) == 30 and len(MT80) == 80 and MT80[:30] == MT30 and len(set(MT80)) == 80
-    assert MT80[30:] == tuple(f"mw-{t}" for t in METAWORLD_TASKS)  # the dataset's id order
-    assert MT80[30] == "mw-assembly" and MT80[-1] == "mw-hand-insert"
-
-
-def test_dmcontrol_dims_match_the_environments():
-    for task in MT30:
-        env = make_env(task, 0)
-        assert task_dims(task) == (env.obs_dim, env.action_dim), task
 
 
 def test_mt80_config_pads_and_sets_per_task_facts():
@@ -48,7 +37,7 @@ def test_mt80_config_pads_and_sets_per_task_facts():
 
 def test_task_list_errors():
     with pytest.raises(ConfigError, match="more than once"):
-        expand_tasks(["mt30", "walker-run"])
+        expand(["mt30", "walker-run"])
     with pytest.raises(ConfigError, match="unknown task 'walker-rnu'"):
         finalize_tasks(default_config(tasks=["walker-rnu", "cheetah-run"], **TINY))
     with pytest.raises(ConfigError, match="at least 2 tasks"):
@@ -73,13 +62,16 @@ def test_multitask_update_and_masked_actions():
 
 
 def test_padded_env_pads_observations_and_cuts_actions():
-    env = PaddedTaskEnv(make_env("pendulum-swingup", 0, episode_length=5), obs_dim=24, action_dim=6)
-    obs = env.reset()
-    assert obs.shape == (24,) and obs.dtype == np.float32 and (obs[3:] == 0).all() and np.abs(obs[:3]).sum() > 0
-    obs, r, term, trunc, info = env.step(np.array([0.5, 9, 9, 9, 9, 9], dtype=np.float32))
-    assert obs.shape == (24,) and env.episode_length == 5 and hasattr(env, "random_state")
+    env = PaddedEnv(AsyncVecEnv("pendulum-swingup", 1, seed=0, episode_length=5, asynchronous=False),
+                    obs_dim=24, action_dim=6)
+    obs = env.reset(seed=0)
+    assert obs.shape == (1, 24) and obs.dtype == torch.float32 and (obs[:, 3:] == 0).all() and obs[:, :3].abs().sum() > 0
+    for _ in range(5):
+        obs, r, term, trunc, info = env.step(torch.tensor([[0.5, 9, 9, 9, 9, 9]]))
+    assert obs.shape == (1, 24) and info["terminal_obs"].shape == (1, 24) and bool(info["done"][0])
+    assert (info["terminal_obs"][:, 3:] == 0).all() and env.episode_length == 5 and env.random_states is not None
     with pytest.raises(ConfigError, match="more than the model's padded"):
-        PaddedTaskEnv(make_env("walker-run", 0), obs_dim=17, action_dim=6)
+        PaddedEnv(AsyncVecEnv("walker-run", 1, seed=0, asynchronous=False), obs_dim=17, action_dim=6)
 
 
 def test_normalised_score():

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from mbdpo_fast.agent import MBDPO
-from mbdpo_fast.checkpoint import load_checkpoint
+from mbdpo_fast.data.checkpoint import load_checkpoint
 from mbdpo_fast.config import default_config, finalize_tasks
-from mbdpo_fast.data.chunks import OfflineDataset, write_synthetic_chunks
+from mbdpo_fast.data.chunks import OfflineDataset
 from mbdpo_fast.finetune import finetune_config, load_pretrained
 
-from helpers import TINY, run_cli
+from helpers import TINY, run_cli, write_synthetic_chunks
 
 TASKS = ["cheetah-run", "pendulum-swingup"]  # (17, 6) and (3, 1): padded to (17, 6)
 SMALL = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=2, num_samples=32, num_elites=4,
@@ -84,7 +84,7 @@ def test_finetune_keeps_the_pretrained_model(task):
 def test_finetune_refuses_what_cannot_fit():
     pcfg, _ = pretrained_agent()
     payload_cfg = {**dict(pcfg), "tasks": list(pcfg.tasks)}
-    from mbdpo_fast.config import ConfigError
+    from mbdpo_fast.errors import ConfigError
     with pytest.raises(ConfigError, match="smaller than the largest"):  # walker-run's obs are 24-d
         finetune_config(default_config(task="walker-run", device="cpu", work_dir="x"), payload_cfg)
     single = {**payload_cfg, "multitask": False, "tasks": [], "task": "cheetah-run"}

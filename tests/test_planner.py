@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mbdpo_fast import planner as planner_mod
-from mbdpo_fast.planner import (DiffusionPlanner, DiffusionSchedule, imagined_value, score_update,
-                                sample_candidates, weight_elites)
+from mbdpo_fast.diffusion import DiffusionSchedule, sample_candidates, score_update, weight_elites
+from mbdpo_fast.planner import DiffusionPlanner, imagined_value
 from mbdpo_fast.world_model import WorldModel
 
 from conftest import tiny_config

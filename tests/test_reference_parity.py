@@ -8,10 +8,13 @@ import torch
 
 from mbdpo_fast import functional as fn
 from mbdpo_fast import planner as planner_mod
-from mbdpo_fast.agent import MBDPO, Batch, reference_pairing
-from mbdpo_fast.config import ConfigError, default_config, finalize_tasks
-from mbdpo_fast.planner import DiffusionPlanner, mc_score, weight_all
-from mbdpo_fast.task_sets import MT30, MT80
+from mbdpo_fast.agent import MBDPO, reference_pairing
+from mbdpo_fast.batch import Batch
+from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.errors import ConfigError
+from mbdpo_fast.diffusion import mc_score, weight_all
+from mbdpo_fast.planner import DiffusionPlanner
+from mbdpo_fast.task_registry import MT30, MT80
 from mbdpo_fast.world_model import WorldModel
 
 from conftest import nontrivial, tiny_config

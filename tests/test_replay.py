@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mbdpo_fast.replay import ReplayBuffer, ReplayCapacityError
+from mbdpo_fast.data.replay import ReplayBuffer
+from mbdpo_fast.errors import ReplayCapacityError
 
 
 def fill_episode(buf, ep_id, length, stream_mask=None):

@@ -1,11 +1,11 @@
 """Each speed flag against the path without it (CPU here; the CUDA-graph flag in test_cuda.py).
 Tolerances: fp32 paths 1e-5 relative (compiled kernels reassociate sums), bf16 paths 2e-2."""
-import copy
 
 import pytest
 import torch
 
-from mbdpo_fast.agent import MBDPO, Batch, percentiles
+from mbdpo_fast.agent import MBDPO, percentiles
+from mbdpo_fast.batch import Batch
 from mbdpo_fast.planner import DiffusionPlanner, imagined_value
 from mbdpo_fast.world_model import WorldModel
 

@@ -36,7 +36,7 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, full_run):
 
 
 def test_existing_run_dir_needs_resume(tmp_path):
-    from mbdpo_fast.config import ConfigError
+    from mbdpo_fast.errors import ConfigError
     cfg = TINY + ["eval_freq=1000", "steps=50"]
     run(compose_cfg(cfg, tmp_path))
     with pytest.raises(ConfigError, match="resume=true"):
@@ -96,10 +96,10 @@ def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_pat
     common = COMMON + ["steps=200"]
     real = OnlineTrainer._update
 
-    def crash(self, n):
+    def crash(self, n, acc):
         if self.step == 130:
             raise KeyboardInterrupt  # stands for SIGKILL: nothing after this point is written
-        return real(self, n)
+        return real(self, n, acc)
     monkeypatch.setattr(OnlineTrainer, "_update", crash)
     with pytest.raises(KeyboardInterrupt):
         run(compose_cfg(common, tmp_path / "split"))

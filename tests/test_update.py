@@ -1,9 +1,9 @@
 """The update of docs/algorithm.md section 5."""
-import pytest
 import torch
 
 from mbdpo_fast import functional as fn
-from mbdpo_fast.agent import MBDPO, Batch
+from mbdpo_fast.agent import MBDPO
+from mbdpo_fast.batch import Batch
 
 from conftest import tiny_config
 

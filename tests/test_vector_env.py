@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbdpo_fast.envs import make_env
-from mbdpo_fast.envs.vector import AsyncVecEnv
+from mbdpo_fast.envs.cpu.suites import make_suite_env
+from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def vec():
 
 
 def test_matches_single_envs_and_auto_resets(vec):
-    singles = [make_env("cheetah-run", 5 + i, episode_length=30) for i in range(2)]
+    singles = [make_suite_env("cheetah-run", 5 + i, episode_length=30) for i in range(2)]
     obs = vec.reset()
     ref = np.stack([s.reset() for s in singles])
     assert obs.shape == (2, 17) and obs.dtype == torch.float32
@@ -43,3 +43,15 @@ def test_shape_errors_and_fork_refused(vec):
         vec.step(torch.zeros(3, 6))
     with pytest.raises(ValueError, match="fork"):
         AsyncVecEnv("cheetah-run", 1, context="fork")
+
+
+def test_in_process_copies_equal_the_workers_and_reseed(vec):
+    sync = AsyncVecEnv("cheetah-run", 2, seed=5, episode_length=30, asynchronous=False)
+    assert len(sync.random_states) == 2 and vec.random_states is None
+    a = torch.rand(2, 6, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for seed in (11, 11, 12):
+        o1, o2 = sync.reset(seed=seed), vec.reset(seed=seed)
+        torch.testing.assert_close(o1, o2)
+        torch.testing.assert_close(sync.step(a)[0], vec.step(a)[0])
+    assert not torch.allclose(sync.reset(seed=11), sync.reset(seed=12))
+    sync.close()

@@ -27,13 +27,10 @@ from pathlib import Path
 
 import torch
 
-from ..agent import Batch
+from ..errors import DatasetError
+from ..batch import Batch
 
 KEYS = ("obs", "action", "reward", "task")
-
-
-class DatasetError(ValueError):
-    pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,46 +348,3 @@ def _concat_padded(chunks: list[dict], paths: list[Path], T: int, D: int, A: int
             raise DatasetError(f"{p}: NaN in observations, or in actions/rewards after t=0")
         lo = hi
     return EpisodeChunk(obs.to(device), action.to(device), reward.to(device))
-
-
-# ------------------------------------------------------------------------------------------------
-def write_synthetic_chunks(directory: str | os.PathLike, task_dims: list[tuple[int, int]], episodes_per_task: int,
-                           episode_length: int, chunks: int = 2, seed: int = 0, nan_first: bool = True,
-                           task_names: list[str] | None = None) -> list[Path]:
-    """A small dataset in the chunk format: for task i with (obs_dim_i, action_dim_i), episodes of
-    `episode_length` slots padded to the largest dims with zeros; observations follow a simple
-    linear system so that a world model can learn something. task_names (one per task) are stored
-    as the chunks' "tasks". Returns the written paths."""
-    if task_names is not None and len(task_names) != len(task_dims):
-        raise ValueError(f"{len(task_names)} task_names for {len(task_dims)} tasks")
-    g = torch.Generator().manual_seed(seed)
-    D, A = max(d for d, _ in task_dims), max(a for _, a in task_dims)
-    obs, act, rew, task = [], [], [], []
-    for i, (d, a) in enumerate(task_dims):
-        for _ in range(episodes_per_task):
-            o = torch.zeros(episode_length, D)
-            u = torch.zeros(episode_length, A)
-            r = torch.zeros(episode_length)
-            o[0, :d] = torch.randn(d, generator=g) * 0.1
-            for t in range(1, episode_length):
-                u[t, :a] = torch.rand(a, generator=g) * 2 - 1
-                o[t, :d] = 0.9 * o[t - 1, :d] + 0.1 * torch.cat([u[t, :a], torch.zeros(max(d - a, 0))])[:d]
-                r[t] = 1.0 - o[t, :d].abs().mean()
-            if nan_first:
-                u[0], r[0] = float("nan"), float("nan")
-            obs.append(o), act.append(u), rew.append(r), task.append(torch.full((episode_length,), i))
-    order = torch.randperm(len(obs), generator=g)
-    stack = lambda xs: torch.stack(xs)[order]
-    data = {"obs": stack(obs), "action": stack(act), "reward": stack(rew), "task": stack(task)}
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    paths = []
-    for j, idx in enumerate(torch.arange(len(obs)).chunk(chunks)):
-        p = Path(directory) / f"chunk_{j}.pt"
-        tmp = p.with_suffix(".tmp")
-        payload = {k: v[idx].clone() for k, v in data.items()}
-        if task_names is not None:
-            payload["tasks"] = list(task_names)
-        torch.save(payload, tmp)
-        os.replace(tmp, p)
-        paths.append(p)
-    return paths

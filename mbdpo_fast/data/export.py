@@ -21,14 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_save, load_checkpoint, safe_load
-from .chunks import DatasetError
+from .checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_load
+from ..errors import CheckpointError, DatasetError, NoEpisodesError
 
 CHUNK_NAME = re.compile(r"chunk_(\d+)\.pt")
-
-
-class NoEpisodesError(DatasetError):
-    """The replay data holds no complete episode (yet)."""
 
 
 def complete_episodes(step: torch.Tensor, ptr: torch.Tensor, episode_slots: int | None = None

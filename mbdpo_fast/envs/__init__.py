@@ -1,68 +1,67 @@
-"""Environment construction by TD-MPC2 task name, with one clear error for unknown tasks or a
-suite that is not installed.
+"""Environments by TD-MPC2 task name (the task registry's), behind one constructor:
 
-dm_control tasks run in this process. MetaWorld (`mw-*`) and MyoSuite (`myo-*`) pin MuJoCo
-versions that cannot share this environment, so they run in worker processes under their own
-interpreters: `make venv-metaworld` / `make venv-myosuite` create `.venv-metaworld` /
-`.venv-myosuite`, or point MBDPO_METAWORLD_PYTHON / MBDPO_MYOSUITE_PYTHON at any interpreter
-that has the suite (and numpy) installed.
+    make_env(cfg, num_envs, seed) -> E copies of cfg.task on one torch interface:
+    reset(seed=None) -> obs [E, obs_dim]
+    step(actions [E, A]) -> obs, reward [E], terminated [E] bool, truncated [E] bool, info
+    info: terminal_obs [E, obs_dim], episode_return [E], episode_length [E], done [E] (+ success [E])
+
+Episodes that end are reset in the same step (auto-reset). Backends in their own subpackages:
+`dmc` (envs/cpu: dm_control in this process at E = 1 and in gymnasium worker processes above;
+MetaWorld `mw-*` and MyoSuite `myo-*` always in worker processes under their own interpreters,
+since they pin MuJoCo versions that cannot share this environment: `make venv-metaworld` /
+`make venv-myosuite` create `.venv-metaworld` / `.venv-myosuite`, or point
+MBDPO_METAWORLD_PYTHON / MBDPO_MYOSUITE_PYTHON at any interpreter that has the suite and numpy)
+and `mjx` (envs/mjx: MuJoCo Playground on the config's device, handed to torch by DLPack).
+A multi-task model's environments are padded to its dims (envs/padded.py).
 This package imports nothing heavy at import time (suite workers import parts of it).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-SUITE_VENV = {"metaworld": ("MBDPO_METAWORLD_PYTHON", ".venv-metaworld", "make venv-metaworld"),
-              "myosuite": ("MBDPO_MYOSUITE_PYTHON", ".venv-myosuite", "make venv-myosuite")}
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
+def make_env(cfg: DictConfig, num_envs: int, seed: int, backend: str | None = None, task: str | None = None):
+    """E = num_envs copies of `task` (default cfg.task; seeded seed, seed + 1, ...) on `backend`
+    (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset)."""
+    from ..config import resolve_device, unset_to_none
+    from ..errors import ConfigError
 
-def known_tasks() -> list[str]:
-    from .dmcontrol import dmc_task_names
-    from .suites import METAWORLD_TASKS, MYOSUITE_TASKS
+    backend, task = backend or cfg.env_backend, task or cfg.task
+    multitask = bool(cfg.get("multitask"))
+    if multitask:  # a finalized multi-task config holds every task's own repeat and length
+        i = list(cfg.tasks).index(task)
+        repeat, length = int(cfg.action_repeats[i]), int(cfg.episode_lengths[i])
+    else:
+        repeat, length = unset_to_none(cfg.action_repeat), unset_to_none(cfg.episode_length)
+    if backend == "mjx":
+        from .mjx import make_mjx_env
 
-    return dmc_task_names() + [f"mw-{t}" for t in METAWORLD_TASKS] + sorted(MYOSUITE_TASKS)
+        env = make_mjx_env(task, num_envs, seed=seed, action_repeat=repeat or 2, episode_length=length or 500,
+                           impl=cfg.impl, device=resolve_device(cfg.device))
+    elif backend == "dmc":
+        from .cpu.vector import AsyncVecEnv
 
+        env = AsyncVecEnv(task, num_envs, seed=seed, action_repeat=repeat, episode_length=length,
+                          device=resolve_device(cfg.device), asynchronous=num_envs > 1)
+    else:
+        raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites) or mjx")
+    if multitask:
+        from .padded import PaddedEnv
 
-def suite_python(suite: str) -> str:
-    """The interpreter that runs a suite's workers (ConfigError naming the fix if there is none)."""
-    from ..config import ConfigError
-
-    var, venv, make = SUITE_VENV[suite]
-    if os.environ.get(var):
-        path = Path(os.environ[var])
-        if not path.exists():
-            raise ConfigError(f"{var}={path} does not exist")
-        return str(path)
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        candidate = root / venv / "bin" / "python"
-        if candidate.exists():
-            return str(candidate)
-    raise ConfigError(f"{suite} tasks run in their own Python environment, which is not installed: "
-                      f"run `{make}` (creates {venv}) or set {var} to an interpreter that has {suite}")
-
-
-def check_task(task: str) -> None:
-    from ..config import ConfigError, suggest
-
-    tasks = known_tasks()
-    if task not in tasks:
-        raise ConfigError(f"unknown task {task!r}.{suggest(task, tasks)} Known tasks: {', '.join(tasks)}")
+        env = PaddedEnv(env, cfg.obs_dim, cfg.action_dim)
+    return env
 
 
-def make_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
-    """A single environment for `task` (suite defaults for action repeat / episode length when None)."""
-    from .suites import SUITE_DEFAULTS, suite_of
-
-    check_task(task)
-    suite = suite_of(task)
-    repeat, length = SUITE_DEFAULTS[suite]
-    repeat = repeat if action_repeat is None else action_repeat
-    length = length if episode_length is None else episode_length
-    if suite == "dmcontrol":
-        from .dmcontrol import DMControlEnv
-
-        return DMControlEnv(task, seed, action_repeat=repeat, episode_length=length)
-    from .subprocess_vector import RemoteEnv
-
-    return RemoteEnv(task, seed, suite_python(suite), repeat, length)
+def make_eval_envs(cfg: DictConfig) -> dict:
+    """name -> batched evaluation env of a finalized cfg (empty at eval_episodes = 0): one copy
+    running the episodes one after another at num_envs = 1 (the paper's protocol), else
+    eval_episodes copies at once; with env_backend=mjx also dm_control's own task (dmc_eval)."""
+    if cfg.eval_episodes == 0:
+        return {}
+    copies = 1 if cfg.num_envs == 1 else cfg.eval_episodes
+    evals = {cfg.env_backend: make_env(cfg, copies, cfg.seed + 10_000)}
+    if cfg.env_backend == "mjx" and cfg.dmc_eval:
+        evals["dmc"] = make_env(cfg, copies, cfg.seed + 20_000, backend="dmc")
+    return evals

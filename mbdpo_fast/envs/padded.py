@@ -1,17 +1,18 @@
-"""One task's environment as a multi-task agent sees it (TD-MPC2's multi-task convention)."""
+"""One task's batched environment as a multi-task agent sees it (TD-MPC2's multi-task convention)."""
 from __future__ import annotations
 
-import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
 
 
-class PaddedTaskEnv:
-    """Observations zero-padded to obs_dim; actions [action_dim] cut to the task's own dims (the
-    agent masks the others to zero). Everything else (random_state, has_success, episode_length,
-    action_repeat, ...) is the wrapped env's."""
+class PaddedEnv:
+    """Observations [E, d] zero-padded to [E, obs_dim] (also info["terminal_obs"]); actions
+    [E, action_dim] cut to the task's own [E, a] (the agent masks the others to zero). Everything
+    else (num_envs, has_success, episode_length, random_states, ...) is the wrapped env's."""
 
     def __init__(self, env, obs_dim: int, action_dim: int):
-        from ..config import ConfigError
-
         if env.obs_dim > obs_dim or env.action_dim > action_dim:
             raise ConfigError(f"task {getattr(env, 'task', '?')} has obs/action dims ({env.obs_dim}, {env.action_dim}), "
                               f"more than the model's padded ({obs_dim}, {action_dim})")
@@ -23,17 +24,15 @@ class PaddedTaskEnv:
             raise AttributeError(name)
         return getattr(self.env, name)
 
-    def _pad(self, obs) -> np.ndarray:
-        out = np.zeros(self.obs_dim, dtype=np.float32)
-        out[: len(obs)] = obs
-        return out
+    def _pad(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.pad(obs, (0, self.obs_dim - obs.shape[-1]))
 
-    def reset(self) -> np.ndarray:
-        return self._pad(self.env.reset())
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        return self._pad(self.env.reset(seed=seed))
 
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action)[: self.own_action_dim])
-        return self._pad(obs), reward, terminated, truncated, info
+    def step(self, actions: torch.Tensor):
+        obs, reward, terminated, truncated, info = self.env.step(actions[:, : self.own_action_dim].contiguous())
+        return self._pad(obs), reward, terminated, truncated, {**info, "terminal_obs": self._pad(info["terminal_obs"])}
 
     def close(self) -> None:
         if hasattr(self.env, "close"):

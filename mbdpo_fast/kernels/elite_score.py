@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..diffusion import sample_candidates, score_update, weight_elites
+
 
 @triton.jit
 def _elite_score_kernel(v_ptr, cand_ptr, x_ptr, eps_ptr, seed_ptr, xout_ptr, target_ptr, next_ptr,
@@ -113,8 +115,6 @@ def elite_score(values: torch.Tensor, cand: torch.Tensor, x: torch.Tensor, abar:
 def elite_score_reference(values, cand, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None, seed=None):
     """The planner's PyTorch ops (weight_elites, score_update, sample_candidates), same signature;
     the Philox path has no reference (eps must be given when next_abar is)."""
-    from ..planner import sample_candidates, score_update, weight_elites
-
     target, _, _ = weight_elites(torch.nan_to_num(values.float(), nan=0.0), cand.float(), num_elites, temperature)
     x_new = score_update(x.float(), target, abar, alpha)
     nxt = sample_candidates(x_new, next_abar, cand.shape[1], eps=eps) if next_abar is not None else None

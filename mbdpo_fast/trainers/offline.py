@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
-from ..agent import MBDPO, Batch
-from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
-from ..config import ConfigError
-from ..logger import CSVLog, Logger
-from ..task_eval import evaluate_tasks, summarize
-from .online import check_finite
+from ..agent import MBDPO
+from ..batch import Batch
+from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
+from ..errors import ConfigError
+from .common import check_finite, progress_bar
+from .evaluation import evaluate_tasks, summarize
+from .logger import CSVLog, Logger
 
 TRAIN_FIELDS = ["step", "elapsed_s", "updates_per_s", "total_loss", "consistency_loss", "reward_loss", "value_loss",
                 "energy_loss", "pi_loss", "pi_entropy", "grad_norm", "q_scale", "energy_mu", "energy_sigma"]
@@ -122,8 +122,7 @@ class OfflineTrainer:
         wall_at_start = time.perf_counter()
         window = (self.step, time.perf_counter())
         stop_reason, metrics = "steps", {}
-        pbar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress_bar and self.main),
-                    dynamic_ncols=True, desc=f"pretrain {cfg.task} s{cfg.seed}", unit="update")
+        pbar = progress_bar(cfg, self.step, f"pretrain {cfg.task} s{cfg.seed}", "update", enabled=self.main)
         try:
             while self.step < cfg.steps:
                 if self.step % cfg.eval_freq == 0 and self.last_eval != self.step:

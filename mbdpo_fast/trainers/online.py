@@ -1,100 +1,70 @@
-"""Paper-faithful online training on one environment (docs/algorithm.md section 6).
+"""Online training (docs/algorithm.md section 6) on E >= 1 environments stepped together.
 
-seed_steps random actions, one burst of seed_steps updates when they end, then one update per
-environment step; evaluation every eval_freq steps over eval_episodes episodes without action
-noise on a separate environment instance; checkpoints at the first episode end after every
-checkpoint_freq steps, at the time limit and at the end.
+E = 1 on a CPU suite is the paper's mode: seed_steps random actions, one burst of seed_steps
+updates when they end, then one update per environment step. E > 1 (CPU suites in worker
+processes, or MJX on the device) is the fast mode: one planner call for all E environments, a
+replay of E episode streams and `updates_per_step` updates per vector step (the burst after seeding:
+`seed_updates`). `steps`, `eval_freq`, `checkpoint_freq` and `seed_steps` count environment steps
+summed over the E environments.
 
-What resume restores: model, both optimisers, running statistics (energy, Q scale), target heads,
-the replay buffer, the step/episode counters, the torch RNG states and the environment's RNG.
-A checkpoint written at an episode end therefore resumes exactly (same actions, same returns on
-the same device); one written at the time limit is mid-episode, and resume starts a fresh
-episode at the same step (the interrupted episode's steps stay in the buffer).
+Evaluation every eval_freq steps on separate environments (trainers/evaluation.py), without action
+noise; a train row every `log_every` vector steps (losses averaged over the row's updates, the
+return of the episodes that ended in it); checkpoints at the first episode end after each multiple
+of checkpoint_freq at E = 1 (so that resume is exact), at the multiple itself at E > 1, at the time
+limit and at the end.
+
+Hot-path discipline: at E > 1 nothing in the loop copies to the host or calls .item() except the
+train rows every `log_every` vector steps, evaluation and checkpoints. Every stage runs inside an
+NVTX range (trainers/timing.py).
+
+What resume restores: model, optimisers, running statistics, target heads, the replay buffer, the
+counters and the torch RNG; at E = 1 on an in-process suite also the environment's RNG, so a run
+resumed from a checkpoint written at an episode end repeats the uninterrupted run exactly. With
+worker processes (E > 1, MetaWorld, MyoSuite) or MJX the environments start fresh episodes.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from ..agent import MBDPO
-from ..checkpoint import CHECKPOINT_NAME, load_run, save_run
-from ..logger import Logger
-from ..replay import ReplayBuffer
-
-class TrainingDivergedError(RuntimeError):
-    """A loss became NaN/inf; training stops without overwriting the last good checkpoint."""
-
-
-def check_finite(metrics: dict[str, float], step: int, checkpoint_path: Path) -> None:
-    """Raise TrainingDivergedError naming the non-finite metrics and the state of the checkpoint."""
-    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    if bad:
-        last = (f"the last checkpoint ({checkpoint_path}) is untouched" if checkpoint_path.exists()
-                else "no checkpoint was written yet")
-        raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {step}: training diverged and stopped; {last}")
-
-
-def np_rng_to_tensors(rs: np.random.RandomState) -> dict:
-    name, keys, pos, has_gauss, gauss = rs.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-            "gauss": float(gauss)}
-
-
-def np_rng_from_tensors(rs: np.random.RandomState, s: dict) -> None:
-    rs.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
-
-
-def evaluate_agent(agent: MBDPO, env, episodes: int, seed: int | None = None, task: int | None = None) -> dict:
-    """Run `episodes` episodes with the planner in eval mode (no action noise); `task`: the task's
-    index for a multi-task agent (env then pads observations, see envs/padded.py).
-    Returns {"reward": mean return, "returns": [...], "success": mean success or None,
-    "successes": [...]}."""
-    if seed is not None and hasattr(env, "random_state"):
-        env.random_state.seed(seed)
-    returns, successes = [], []
-    dev = agent.device
-    task_t = None if task is None else torch.tensor([task], device=dev)
-    for _ in range(episodes):
-        obs, done, ep_ret, first = env.reset(), False, 0.0, True
-        plan = agent.planner.initial_plan(1)
-        info = {}
-        while not done:
-            obs_t = torch.as_tensor(obs, device=dev).unsqueeze(0)
-            action, plan = agent.act(obs_t, plan, first=torch.tensor([first], device=dev), task=task_t, eval_mode=True)
-            obs, r, term, trunc, info = env.step(action[0].cpu().numpy())
-            ep_ret += r
-            done, first = term or trunc, False
-        returns.append(ep_ret)
-        if "success" in info:
-            successes.append(float(info["success"]))
-    return {"reward": float(np.mean(returns)), "returns": returns, "successes": successes,
-            "success": float(np.mean(successes)) if successes else None}
+from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
+from ..data.export import export_training_replay
+from ..data.replay import ReplayBuffer
+from .common import check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar
+from .evaluation import run_episodes
+from .logger import Logger
+from .timing import RegionTimer
 
 
 class OnlineTrainer:
-    def __init__(self, cfg: DictConfig, env, eval_env, work_dir: str | Path):
-        self.cfg, self.env, self.eval_env = cfg, env, eval_env
+    def __init__(self, cfg: DictConfig, env, work_dir: str | Path, eval_envs: dict | None = None):
+        """cfg: the finalized run config; env: a batched env (envs/batched.py) of cfg.num_envs copies;
+        eval_envs: name -> batched env for evaluation ({} or None: no evaluation), the first one's
+        results going to eval.csv. A multi-task model trains on cfg.task, one of cfg.tasks (its
+        environments are padded to the model's dims; actions and replay carry the task's index)."""
+        self.cfg, self.env = cfg, env
+        self.eval_envs = eval_envs or {}
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.agent = MBDPO(cfg)
         self.device = self.agent.device
-        # A multi-task model fine-tuned on one of its tasks (cfg.task in cfg.tasks): the env pads
-        # observations (envs/padded.py), actions and replay carry the task's index.
+        self.E = int(env.num_envs)
         self.task_index = list(cfg.tasks).index(cfg.task) if cfg.multitask else None
-        self._task = None if self.task_index is None else torch.tensor([self.task_index], device=self.device)
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, 1, self.device,
+        self.task_ids = None if self.task_index is None else \
+            torch.full((self.E,), self.task_index, dtype=torch.long, device=self.device)
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, self.E, self.device,
                                    multitask=cfg.multitask)
         self.logger = Logger(cfg, self.work_dir, with_success=getattr(env, "has_success", False))
+        self.timer = RegionTimer(self.device)
         self.step, self.episode, self.elapsed = 0, 0, 0.0
         self.last_eval: int | None = None  # step of the latest evaluation
-        self._last_metrics: dict[str, torch.Tensor] = {}
-        self._timing = {"plan": [0.0, 0], "update": [0.0, 0]}
+        self.seeded = False  # whether the post-seeding update burst has run
+        self.env_rng_restored = False
+        self._eval_summary: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -102,20 +72,28 @@ class OnlineTrainer:
         return self.work_dir / CHECKPOINT_NAME
 
     def save(self) -> Path:
+        if self.cfg.get("save_dataset"):
+            export_training_replay(self.cfg, self.buffer, self.work_dir)
+        # the environments' RNG before their latest reset: at E = 1 a checkpoint is written at an
+        # episode end, right after the auto-reset that began the next episode, which resume repeats
+        states = getattr(self.env, "random_states_before_reset", None)
         return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
-            "step": self.step, "episode": self.episode, "elapsed": self.elapsed,
+            "step": self.step, "episode": self.episode, "elapsed": self.elapsed, "seeded": self.seeded,
             "last_eval": -1 if self.last_eval is None else self.last_eval,
-            # Envs in worker processes (MetaWorld, MyoSuite) expose no RNG: their resume continues
-            # with fresh worker seeds instead of the saved stream.
-            "env_rng": np_rng_to_tensors(self.env.random_state) if hasattr(self.env, "random_state") else None,
-        }, self.step)
+            "env_rng": [np_rng_to_tensors(rs) for rs in states] if states else None}, self.step)
 
     def load(self, path: str | Path) -> None:
         tr = load_run(path, self.cfg, self.agent, self.buffer)
         self.step, self.episode, self.elapsed = int(tr["step"]), int(tr["episode"]), float(tr["elapsed"])
         self.last_eval = None if int(tr["last_eval"]) < 0 else int(tr["last_eval"])
-        if tr.get("env_rng") is not None and hasattr(self.env, "random_state"):
-            np_rng_from_tensors(self.env.random_state, tr["env_rng"])
+        self.seeded = bool(tr.get("seeded", self.step >= self.cfg.seed_steps))
+        saved, states = tr.get("env_rng"), getattr(self.env, "random_states", None)
+        if isinstance(saved, dict):  # written by a single-environment run of an earlier version
+            saved = [saved]
+        if saved and states and len(saved) == len(states):
+            for rs, s in zip(states, saved):
+                np_rng_from_tensors(rs, s)
+            self.env_rng_restored = True
         self.logger.truncate_after(self.step)
         if self.last_eval != self.step:
             # A checkpoint at an episode end precedes that step's evaluation, which runs again on
@@ -123,112 +101,123 @@ class OnlineTrainer:
             self.logger.eval.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
-    def _timed(self, key: str, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        acc = self._timing[key]
-        acc[0] += time.perf_counter() - t0
-        acc[1] += 1
-        return out
-
-    def _timing_ms(self, key: str) -> float:
-        total, n = self._timing[key]
-        self._timing[key] = [0.0, 0]
-        return 1000.0 * total / n if n else float("nan")
-
-    def _evaluate(self) -> dict:
-        if self.eval_env is None:  # eval_episodes=0
-            self.last_eval = self.step
-            return {"reward": float("nan")}
-        res = evaluate_agent(self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step,
-                             task=self.task_index)
-        self.logger.log_eval(self.step, res["reward"], res["success"])
+    def _evaluate(self) -> None:
+        results = {}
+        for name, env in self.eval_envs.items():
+            with self.timer.region("eval"):
+                results[name] = run_episodes(self.agent, env, self.cfg.eval_episodes,
+                                             seed=self.cfg.seed * 100_003 + self.step, task=self.task_index)
+        if results:
+            # eval.csv keeps the published format: the reward of the first evaluation env (the
+            # training backend's own task); the others go to the progress bar.
+            main = next(iter(results.values()))
+            self.logger.log_eval(self.step, main["reward"], main["success"])
+            self._eval_summary = {f"eval_{k}": v["reward"] for k, v in results.items()}
         self.last_eval = self.step
-        return res
 
-    def _update(self, num_updates: int) -> None:
-        for _ in range(num_updates):
-            batch = self.buffer.sample(self.cfg.batch_size)
-            self._last_metrics = self._timed("update", lambda: self.agent.update(batch))
+    def _new_accumulators(self) -> dict:
+        z = lambda: torch.zeros((), device=self.device)
+        return {"ep_return_sum": z(), "ep_count": z(), "updates": z(), "losses": {}}
 
-    def _reset_episode(self):
-        obs = self.env.reset()
-        self.buffer.add(torch.as_tensor(obs).unsqueeze(0), None, None, None, first=torch.tensor([True]), task=self._task)
-        return obs
+    def _update(self, n: int, acc: dict) -> None:
+        for _ in range(n):
+            with self.timer.region("update"):
+                metrics = self.agent.update(self.buffer.sample(self.cfg.batch_size))
+            for k, v in metrics.items():
+                acc["losses"][k] = acc["losses"].get(k, 0.0) + v.detach()
+            acc["updates"] += 1
+
+    def _log(self, acc: dict, sps: float, pbar) -> None:
+        """Fetch the accumulated metrics (one host synchronisation) and write a train row."""
+        n_up = max(float(acc["updates"]), 1.0)
+        losses = {k: float(v) / n_up for k, v in acc["losses"].items()}
+        check_finite(losses, self.step, self.checkpoint_path)
+        count = float(acc["ep_count"])
+        self.episode += int(count)
+        times = self.timer.mean_ms()
+        row = {"step": self.step, "episode": self.episode,
+               "episode_reward": float(acc["ep_return_sum"]) / count if count else float("nan"),
+               "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
+               "plan_ms": times.get("plan", float("nan")), "update_ms": times.get("update", float("nan"))}
+        row.update({k: v for k, v in losses.items() if k in self.logger.train.fields})
+        self.logger.log_train(row)
+        pbar.set_postfix(sps=f"{sps:.0f}", ret=f"{row['episode_reward']:.1f}",
+                         **{k: f"{v:.1f}" for k, v in self._eval_summary.items()}, refresh=False)
 
     def train(self) -> dict:
-        """Run until cfg.steps (or the time limit). Returns a summary dict.
-
-        Per iteration: evaluate if due, reset if the last episode ended, act, step, store, update.
-        Evaluation precedes the reset so that a run checkpointed at an episode end and resumed
-        repeats the uninterrupted run's sequence of random draws exactly."""
-        cfg, dev = self.cfg, self.device
+        """Run until cfg.steps (or the time limit). Returns a summary dict."""
+        cfg, dev, E = self.cfg, self.device, self.E
         A = cfg.action_dim
         start_wall = time.perf_counter() - self.elapsed
-        steps_at_start, wall_at_start = self.step, time.perf_counter()
-        stop_reason = "steps"
+        wall0, step0 = time.perf_counter(), self.step
+        stop = "steps"
         next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
-        pbar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress_bar, dynamic_ncols=True,
-                    desc=f"{cfg.task} s{cfg.seed}", unit="step")
-        need_reset, obs, first, ep_ret, plan = True, None, True, 0.0, None
-        window = (self.step, time.perf_counter())  # (step, wall) of the previous train row
+        next_eval = self.step if self.last_eval != self.step and self.step % cfg.eval_freq == 0 else \
+            (self.step // cfg.eval_freq + 1) * cfg.eval_freq
+        pbar = progress_bar(cfg, self.step, f"{cfg.task}{f' x{E}' if E > 1 else ''} s{cfg.seed}", "step")
+        # A fresh run seeds its environments; a resumed one continues their restored random
+        # streams, or (streams not saved) draws new episodes.
+        seed = None if self.env_rng_restored else cfg.seed + self.step
+        obs = self.env.reset(seed=seed).to(dev)
+        ones = torch.ones(E, dtype=torch.bool, device=dev)
+        self.buffer.add(obs, None, None, None, first=ones, task=self.task_ids)
+        plan = self.agent.planner.initial_plan(E)
+        first = ones
+        acc = self._new_accumulators()
+        vector_steps, window_steps, window_wall = 0, self.step, time.perf_counter()
         try:
             while self.step < cfg.steps:
-                if self.step % cfg.eval_freq == 0 and self.last_eval != self.step:
-                    res = self._evaluate()
-                    pbar.set_postfix(eval=f"{res['reward']:.1f}", refresh=False)
-                if need_reset:
-                    obs, first, ep_ret, need_reset = self._reset_episode(), True, 0.0, False
-                    plan = self.agent.planner.initial_plan(1)
+                if self.step >= next_eval:
+                    self._evaluate()
+                    next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq
                 if self.step < cfg.seed_steps:
-                    action = torch.rand(1, A, device=dev) * 2 - 1
-                    if self._task is not None:
-                        action = action * self.agent.model.action_mask(self._task)
+                    action = torch.rand(E, A, device=dev) * 2 - 1
+                    if self.task_ids is not None:
+                        action = action * self.agent.model.action_mask(self.task_ids)
                 else:
-                    obs_t = torch.as_tensor(obs, device=dev).unsqueeze(0)
-                    action, plan = self._timed("plan", lambda: self.agent.act(
-                        obs_t, plan, first=torch.tensor([first], device=dev), task=self._task))
-                action_np = action[0].cpu().numpy()
-                obs, r, term, trunc, _ = self.env.step(action_np)
-                self.buffer.add(torch.as_tensor(obs).unsqueeze(0), torch.as_tensor(action_np).unsqueeze(0),
-                                torch.tensor([r]), torch.tensor([float(term)]), first=torch.tensor([False]),
-                                task=self._task)
-                self.step += 1
-                ep_ret += r
-                first = False
-                pbar.update(1)
+                    with self.timer.region("plan"):
+                        action, plan = self.agent.act(obs, plan, first=first, task=self.task_ids)
+                with self.timer.region("env"):
+                    next_obs, reward, term, trunc, info = self.env.step(action)
+                next_obs = next_obs.to(dev)
+                done = info["done"].to(dev)
+                # the transition's true next observation (the terminal one where an episode ended),
+                # then the next episode's first observation where one ended
+                self.buffer.add(info["terminal_obs"].to(dev), action, reward.to(dev), term.to(dev).float(),
+                                first=~ones, task=self.task_ids)
+                self.buffer.add(next_obs, None, None, None, first=ones, mask=done, task=self.task_ids)
+                acc["ep_return_sum"] += (info["episode_return"].to(dev).float() * done).sum()
+                acc["ep_count"] += done.sum()
+                obs, first = next_obs, done
+                self.step += E
+                vector_steps += 1
+                pbar.update(E)
                 if self.step >= cfg.seed_steps:
-                    self._update(cfg.seed_steps if self.step == cfg.seed_steps else 1)
+                    n = cfg.updates_per_step
+                    if not self.seeded:
+                        n, self.seeded = cfg.seed_updates, True
+                    self._update(n, acc)
                 self.elapsed = time.perf_counter() - start_wall
-                if term or trunc:
-                    self.episode += 1
-                    need_reset = True
-                    self._log_episode(ep_ret, window)
-                    window = (self.step, time.perf_counter())
-                    if self.step >= next_ckpt:
-                        self.save()
-                        next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
-                if cfg.time_limit > 0 and time.perf_counter() - wall_at_start >= cfg.time_limit:
-                    stop_reason = "time_limit"
+                if vector_steps % cfg.log_every == 0:
+                    with self.timer.region("log"):
+                        now = time.perf_counter()
+                        self._log(acc, (self.step - window_steps) / max(now - window_wall, 1e-9), pbar)
+                        acc, window_steps, window_wall = self._new_accumulators(), self.step, now
+                # E = 1: wait for the episode's end, so that resume repeats the run exactly
+                if self.step >= next_ckpt and (E > 1 or bool(done[0])):
+                    self.save()
+                    next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
+                if cfg.time_limit > 0 and time.perf_counter() - wall0 >= cfg.time_limit:
+                    stop = "time_limit"
                     break
             if self.last_eval != self.step:
                 self._evaluate()  # the final policy is always evaluated (also at the time limit)
+            if float(acc["updates"]) or float(acc["ep_count"]):
+                self._log(acc, (self.step - window_steps) / max(time.perf_counter() - window_wall, 1e-9), pbar)
             self.save()
         finally:
             pbar.close()
             self.logger.close()
-        return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop_reason,
+        return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop,
+                "env_steps_per_s": (self.step - step0) / max(time.perf_counter() - wall0, 1e-9),
                 "checkpoint": str(self.checkpoint_path)}
-
-    def _log_episode(self, ep_ret: float, window: tuple[int, float]) -> None:
-        """A train row at an episode's end; env_steps_per_s over the steps since the previous row."""
-        sps = (self.step - window[0]) / max(time.perf_counter() - window[1], 1e-9)
-        row = {"step": self.step, "episode": self.episode, "episode_reward": float(ep_ret),
-               "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
-               "plan_ms": self._timing_ms("plan"), "update_ms": self._timing_ms("update")}
-        metrics = {k: float(v) for k, v in self._last_metrics.items()}
-        check_finite(metrics, self.step, self.checkpoint_path)
-        row.update({k: v for k, v in metrics.items() if k in self.logger.train.fields})
-        self.logger.log_train(row)

@@ -1,7 +1,7 @@
 """A gymnasium VectorEnv whose workers run under another Python interpreter (a suite's own virtual
 environment). multiprocessing's spawn hands the parent's sys.path to its children, which would
 import the main environment's MuJoCo; these workers are plain subprocesses of the suite's
-interpreter (mbdpo_fast.envs.suite_worker) talking over an authenticated Unix socket.
+interpreter (mbdpo_fast.envs.cpu.suite_worker) talking over an authenticated Unix socket.
 
 Semantics match gymnasium's AsyncVectorEnv with AutoresetMode.SAME_STEP: an env whose episode
 ends is reset within the same step; info["final_obs"] / info["final_info"] (masks "_final_obs",
@@ -24,11 +24,9 @@ import numpy as np
 
 import mbdpo_fast
 
+from ...errors import WorkerError
+
 _SOURCE_ROOT = str(Path(mbdpo_fast.__file__).resolve().parent.parent)
-
-
-class WorkerError(RuntimeError):
-    """A suite worker failed to start or crashed; the message holds its traceback."""
 
 
 class SubprocessVectorEnv(gym.vector.VectorEnv):
@@ -46,7 +44,7 @@ class SubprocessVectorEnv(gym.vector.VectorEnv):
         for i in range(self.num_envs):
             args = json.dumps({"task": task, "seed": seed + i, "action_repeat": action_repeat,
                                "episode_length": episode_length})
-            self._procs.append(subprocess.Popen([python, "-m", "mbdpo_fast.envs.suite_worker", address, authkey.hex(),
+            self._procs.append(subprocess.Popen([python, "-m", "mbdpo_fast.envs.cpu.suite_worker", address, authkey.hex(),
                                                  str(i), args], env=env, stdout=subprocess.DEVNULL))
         self._conns = [None] * self.num_envs
         dims = self._accept_all(start_timeout)
@@ -134,39 +132,3 @@ class SubprocessVectorEnv(gym.vector.VectorEnv):
                 p.kill()
         self._listener.close()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class RemoteEnv:
-    """One task in a worker process, behind the single-environment API the online trainer uses
-    (reset() -> obs; step(a) -> obs, reward, terminated, truncated, info). The worker resets at an
-    episode end; the fresh observation is handed out by the next reset()."""
-
-    def __init__(self, task: str, seed: int, python: str, action_repeat=None, episode_length=None):
-        from .suites import SUITE_DEFAULTS, suite_of
-
-        self.task, self.suite_name, self.has_success = task, suite_of(task), True
-        repeat, length = SUITE_DEFAULTS[self.suite_name]
-        self.action_repeat = repeat if action_repeat is None else int(action_repeat)
-        self.episode_length = length if episode_length is None else int(episode_length)
-        self._vec = SubprocessVectorEnv(task, 1, seed, python, action_repeat, episode_length)
-        self.obs_dim = self._vec.single_observation_space.shape[0]
-        self.action_dim = self._vec.single_action_space.shape[0]
-        self._next_obs = None
-
-    def reset(self) -> np.ndarray:
-        if self._next_obs is None:
-            obs, _ = self._vec.reset()
-            return obs[0]
-        obs, self._next_obs = self._next_obs, None
-        return obs
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self._vec.step(np.asarray(action, dtype=np.float32)[None])
-        if terminated[0] or truncated[0]:
-            self._next_obs = obs[0]
-            return info["final_obs"][0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), \
-                {"success": float(info["final_info"]["success"][0])}
-        return obs[0], float(reward[0]), False, False, {"success": float(info["success"][0])}
-
-    def close(self) -> None:
-        self._vec.close()

@@ -15,11 +15,8 @@ import os
 
 import torch
 
-from .agent import Batch
-
-
-class ReplayCapacityError(MemoryError):
-    pass
+from ..errors import ReplayCapacityError
+from ..batch import Batch
 
 
 class ReplayBuffer:

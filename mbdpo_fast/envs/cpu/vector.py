@@ -1,12 +1,15 @@
 """CPU suites as one batched environment of E worker processes, exposing the same interface as
-envs_gpu.MJXVecEnv on torch tensors:
+envs.mjx.MJXVecEnv on torch tensors:
 
     reset() -> obs [E, obs_dim];  step(actions [E, A]) -> obs, reward, terminated, truncated, info
     info: terminal_obs [E, obs_dim], episode_return [E], episode_length [E], done [E] (and success [E]
     for suites that report it); envs that ended are reset in the same step (auto-reset).
 
-dm_control workers are gymnasium's AsyncVectorEnv, started with `forkserver` (default) or `spawn`,
-never `fork` (a forked child of a process that has started JAX or CUDA can deadlock). MetaWorld
+dm_control tasks run in gymnasium's AsyncVectorEnv workers, started with `forkserver` (default) or
+`spawn`, never `fork` (a forked child of a process that has started JAX or CUDA can deadlock), or,
+with asynchronous=False, in this process through gymnasium's SyncVectorEnv (the paper's
+single-environment mode: no worker round trip per step, and the environments' RNG states can be
+saved with a checkpoint). MetaWorld
 and MyoSuite workers run under their suites' own interpreters (SubprocessVectorEnv); both
 backends follow gymnasium's same-step auto-reset, so the conversion below serves both.
 """
@@ -32,6 +35,9 @@ class GymTask(gym.Env):
     def reset(self, *, seed=None, options=None):
         if seed is not None:
             self.env.random_state.seed(seed)
+        # the RNG as it was before this reset: restoring it and resetting again repeats the reset
+        self.rng_before_reset = np.random.RandomState()
+        self.rng_before_reset.set_state(self.env.random_state.get_state())
         return self.env.reset(), {}
 
     def step(self, action):
@@ -44,26 +50,27 @@ def _make(task, seed, action_repeat, episode_length):
 
 class AsyncVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int | None = None,
-                 episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver"):
-        from . import check_task, suite_python
-        from .suites import suite_of
+                 episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver",
+                 asynchronous: bool = True):
+        from ...task_registry import get
+        from . import suite_python
 
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
                              f"start can deadlock)")
-        from .suites import SUITE_DEFAULTS
-
-        check_task(task)
+        row = get(task)
         self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
-        suite = suite_of(task)
-        repeat, length = SUITE_DEFAULTS[suite]
-        self.action_repeat = repeat if action_repeat is None else int(action_repeat)
-        self.episode_length = length if episode_length is None else int(episode_length)
+        suite = row.suite
+        self.action_repeat = row.action_repeat if action_repeat is None else int(action_repeat)
+        self.episode_length = row.episode_length if episode_length is None else int(episode_length)
         self.has_success = suite != "dmcontrol"
         if suite == "dmcontrol":
             fns = [partial(_make, task, seed + i, action_repeat, episode_length) for i in range(self.num_envs)]
-            self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
-                                                 autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            if asynchronous:
+                self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
+                                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            else:
+                self.vec = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         else:
             from .subprocess_vector import SubprocessVectorEnv
 
@@ -77,8 +84,10 @@ class AsyncVecEnv:
     def _t(self, x, dtype=torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
 
-    def reset(self) -> torch.Tensor:
-        obs, _ = self.vec.reset(seed=self._seed)
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start fresh episodes: env i re-seeded with seed + i, or (seed=None) continuing its
+        random stream. Worker processes of MetaWorld/MyoSuite always continue their streams."""
+        obs, _ = self.vec.reset(seed=seed)
         self._ret[:] = 0
         self._len[:] = 0
         return self._t(obs)
@@ -105,6 +114,20 @@ class AsyncVecEnv:
         self._ret[done] = 0
         self._len[done] = 0
         return self._t(obs), self._t(reward), self._t(terminated, torch.bool), self._t(truncated, torch.bool), out
+
+    @property
+    def random_states(self) -> list | None:
+        """The in-process environments' numpy RandomStates (asynchronous=False), else None."""
+        envs = getattr(self.vec, "envs", None)
+        return [e.env.random_state for e in envs] if envs is not None else None
+
+    @property
+    def random_states_before_reset(self) -> list | None:
+        """Each in-process environment's RandomState as it was before its latest reset (a copy):
+        restored into `random_states`, a reset(seed=None) repeats that reset exactly. None with
+        worker processes."""
+        envs = getattr(self.vec, "envs", None)
+        return [e.unwrapped.rng_before_reset for e in envs] if envs is not None else None
 
     def close(self) -> None:
         self.vec.close()

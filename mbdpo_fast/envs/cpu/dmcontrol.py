@@ -17,19 +17,6 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 _DOMAIN_ALIASES = {"ball_in_cup": "cup", "point_mass": "pointmass", "humanoid_CMU": "cmuhumanoid"}
 
 
-# TD-MPC2's 39 DMControl tasks: 28 from dm_control's suite and its 11 custom ones.
-TDMPC2_DMC_TASKS = (
-    "acrobot-swingup", "cartpole-balance", "cartpole-balance-sparse", "cartpole-swingup",
-    "cartpole-swingup-sparse", "cheetah-run", "cup-catch", "dog-run", "dog-stand", "dog-trot", "dog-walk",
-    "finger-spin", "finger-turn-easy", "finger-turn-hard", "fish-swim", "hopper-hop", "hopper-stand",
-    "humanoid-run", "humanoid-stand", "humanoid-walk", "pendulum-swingup", "quadruped-run", "quadruped-walk",
-    "reacher-easy", "reacher-hard", "walker-run", "walker-stand", "walker-walk",
-    "cheetah-run-backwards", "cheetah-run-front", "cheetah-run-back", "cheetah-jump", "walker-walk-backwards",
-    "walker-run-backwards", "hopper-hop-backwards", "reacher-three-easy", "reacher-three-hard", "cup-spin",
-    "pendulum-spin",
-)
-
-
 def suite_tasks() -> dict[str, tuple[str, str]]:
     """TD-MPC2 name -> (dm_control domain, task) for every task of dm_control's suite."""
     from dm_control import suite
@@ -41,16 +28,9 @@ def suite_tasks() -> dict[str, tuple[str, str]]:
     return out
 
 
-def dmc_task_names() -> list[str]:
-    """Every task this adapter can build: dm_control's suite plus TD-MPC2's custom tasks."""
-    from .custom_tasks import CUSTOM_TASKS
-
-    return sorted(set(suite_tasks()) | set(CUSTOM_TASKS))
-
-
 def load_dmc(task: str, seed: int):
     """The dm_control Environment of a TD-MPC2 task name (KeyError if unknown)."""
-    from .custom_tasks import CUSTOM_TASKS
+    from ..custom_tasks import CUSTOM_TASKS
 
     if task in CUSTOM_TASKS:
         from . import dmc_custom

@@ -105,7 +105,10 @@ class MJXVecEnv:
         carry = self._reset_fn(self._key)
         self._step_fn(carry, to_jax(torch.zeros(self.num_envs, self.action_dim, device=self.torch_device)))
 
-    def reset(self) -> torch.Tensor:
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start fresh episodes, from PRNGKey(seed) when given, else continuing the key stream."""
+        if seed is not None:
+            self._key = jax.random.PRNGKey(seed)
         self._key, sub = jax.random.split(self._key)
         self._carry = self._reset_fn(sub)
         return to_torch(self._carry["state"].obs)

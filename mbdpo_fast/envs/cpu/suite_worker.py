@@ -1,6 +1,6 @@
 """Worker process for a CPU suite, run under that suite's own interpreter:
 
-    <suite python> -m mbdpo_fast.envs.suite_worker ADDRESS AUTHKEY_HEX INDEX JSON_ARGS
+    <suite python> -m mbdpo_fast.envs.cpu.suite_worker ADDRESS AUTHKEY_HEX INDEX JSON_ARGS
 
 It connects back to the parent over a multiprocessing.connection socket (never stdout: some
 suites print banners there), builds the task, and serves ("reset",) / ("step", action) /
@@ -21,7 +21,7 @@ def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
 
     conn = Client(address, authkey=authkey)
     try:
-        from mbdpo_fast.envs.suites import make_suite_env
+        from mbdpo_fast.envs.cpu.suites import make_suite_env
 
         env = make_suite_env(args["task"], args["seed"], args.get("action_repeat"), args.get("episode_length"))
         conn.send(("ready", index, env.obs_dim, env.action_dim))

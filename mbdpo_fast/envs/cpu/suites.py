@@ -2,7 +2,8 @@
 
 These run inside worker processes started under each suite's own interpreter (MetaWorld 3 pins
 mujoco 3.3, MyoSuite 3 needs gymnasium < 1.3; neither fits the main environment), so this module
-imports only numpy and the suite itself: no torch, no project config.
+imports only numpy, the suite itself and the (standard-library) task registry: no torch, no
+project config.
 
 Conventions (TD-MPC2):
 - MetaWorld `mw-<name>`: the v3 goal-observable task, goal and object positions re-drawn (seeded)
@@ -15,36 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-METAWORLD_TASKS = (
-    "assembly", "basketball", "button-press-topdown", "button-press-topdown-wall", "button-press",
-    "button-press-wall", "coffee-button", "coffee-pull", "coffee-push", "dial-turn", "disassemble",
-    "door-open", "door-close", "drawer-close", "drawer-open", "faucet-open", "faucet-close", "hammer",
-    "handle-press-side", "handle-press", "handle-pull-side", "handle-pull", "lever-pull",
-    "peg-insert-side", "peg-unplug-side", "pick-out-of-hole", "pick-place", "pick-place-wall",
-    "plate-slide", "plate-slide-side", "plate-slide-back", "plate-slide-back-side", "push-back", "push",
-    "push-wall", "reach", "reach-wall", "shelf-place", "soccer", "stick-push", "stick-pull", "sweep-into",
-    "sweep", "window-open", "window-close", "bin-picking", "box-close", "door-lock", "door-unlock",
-    "hand-insert",
-)
+from ...task_registry import METAWORLD, get
 
-MYOSUITE_TASKS = {
+
+# TD-MPC2 name -> MyoSuite environment id (the task list is the registry's).
+MYOSUITE_IDS = {
     "myo-reach": "myoHandReachFixed-v0", "myo-reach-hard": "myoHandReachRandom-v0",
     "myo-pose": "myoHandPoseFixed-v0", "myo-pose-hard": "myoHandPoseRandom-v0",
     "myo-obj-hold": "myoHandObjHoldFixed-v0", "myo-obj-hold-hard": "myoHandObjHoldRandom-v0",
     "myo-key-turn": "myoHandKeyTurnFixed-v0", "myo-key-turn-hard": "myoHandKeyTurnRandom-v0",
     "myo-pen-twirl": "myoHandPenTwirlFixed-v0", "myo-pen-twirl-hard": "myoHandPenTwirlRandom-v0",
 }
-
-# suite -> (action repeat, agent steps per episode), TD-MPC2's values.
-SUITE_DEFAULTS = {"dmcontrol": (2, 500), "metaworld": (2, 100), "myosuite": (1, 100)}
-
-
-def suite_of(task: str) -> str:
-    if task.startswith("mw-"):
-        return "metaworld"
-    if task.startswith("myo-"):
-        return "myosuite"
-    return "dmcontrol"
 
 
 class _RepeatedSuiteEnv:
@@ -80,7 +62,7 @@ class MetaWorldEnv(_RepeatedSuiteEnv):
         from metaworld import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE as GOAL_OBSERVABLE
 
         name = task[len("mw-"):]
-        if name not in METAWORLD_TASKS:
+        if name not in METAWORLD:
             raise KeyError(task)
         self.task = task
         self._env = GOAL_OBSERVABLE[f"{name}-v3-goal-observable"](seed=seed)
@@ -98,7 +80,6 @@ class MetaWorldEnv(_RepeatedSuiteEnv):
         return obs.astype(np.float32)
 
 
-
 class MyoSuiteEnv(_RepeatedSuiteEnv):
     """reset() -> obs; step(a) -> obs, reward, terminated, truncated, info{"success"}."""
 
@@ -108,12 +89,12 @@ class MyoSuiteEnv(_RepeatedSuiteEnv):
         import myosuite  # noqa: F401  (registers the environments)
         from myosuite.utils import gym as gym_utils
 
-        if task not in MYOSUITE_TASKS:
+        if task not in MYOSUITE_IDS:
             raise KeyError(task)
         self.task = task
         # The suite's own TimeLimit is lifted to our episode length; its early terminations are
         # ignored, as TD-MPC2's wrapper does (fixed-length episodes).
-        self._env = gym_utils.make(MYOSUITE_TASKS[task], max_episode_steps=episode_length + 1)
+        self._env = gym_utils.make(MYOSUITE_IDS[task], max_episode_steps=episode_length + 1)
         self._seed = seed
         self._init_dims(action_repeat, episode_length)
 
@@ -129,10 +110,10 @@ class MyoSuiteEnv(_RepeatedSuiteEnv):
 
 def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
     """Any task by name, in this process (KeyError if unknown to its suite)."""
-    suite = suite_of(task)
-    repeat, length = SUITE_DEFAULTS[suite]
-    repeat = repeat if action_repeat is None else action_repeat
-    length = length if episode_length is None else episode_length
+    row = get(task)
+    suite = row.suite
+    repeat = row.action_repeat if action_repeat is None else action_repeat
+    length = row.episode_length if episode_length is None else episode_length
     if suite == "metaworld":
         return MetaWorldEnv(task, seed, repeat, length)
     if suite == "myosuite":

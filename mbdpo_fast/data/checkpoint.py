@@ -13,15 +13,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import CheckpointError
+
 FORMAT = "mbdpo_fast.checkpoint.v1"
 # Fields that fix parameter shapes: a checkpoint only loads into a config that agrees on these.
 SHAPE_KEYS = ("obs_dim", "action_dim", "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q",
               "num_bins", "task_dim", "multitask", "episodic", "score_net", "horizon", "simnorm_dim",
               "time_embed_dim")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, of another format, or does not fit the config."""
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
@@ -102,14 +100,9 @@ def set_rng_state(state: dict, device) -> None:
 
 
 def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict, step: int) -> Path:
-    """Write the replay as dataset chunks (if cfg.save_dataset), the replay file (if cfg.save_replay;
-    both need a buffer), then the checkpoint naming it, then drop older
-    replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
+    """Write the replay file (if cfg.save_replay and there is a buffer), then the checkpoint naming
+    it, then drop older replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
     work_dir = Path(work_dir)
-    if cfg.get("save_dataset") and buffer is not None:
-        from .data.export import export_training_replay  # data.export imports this module
-
-        export_training_replay(cfg, buffer, work_dir)
     replay_file = None
     if cfg.save_replay and buffer is not None:
         replay_file = f"replay_{step:09d}.pt"

@@ -17,7 +17,8 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,
                  impl: str = "jax", device="cpu"):
     """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks or a missing stack."""
-    from ..config import ConfigError, suggest
+    from ...task_registry import suggest
+    from ...errors import ConfigError
 
     try:
         from .tasks import mjx_task_names

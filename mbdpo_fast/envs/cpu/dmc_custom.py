@@ -7,7 +7,7 @@ from dm_control.rl import control
 from dm_control.suite import ball_in_cup, base, cheetah, hopper, pendulum, reacher, walker
 from dm_control.utils import rewards
 
-from . import custom_tasks as ct
+from .. import custom_tasks as ct
 
 
 class CheetahCustom(cheetah.Cheetah):

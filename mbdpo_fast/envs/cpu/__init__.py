@@ -1,0 +1,28 @@
+"""The CPU environment backend: dm_control in this process (and in gymnasium worker processes),
+MetaWorld and MyoSuite in worker processes under their own interpreters. Imports nothing heavy
+(suite workers import parts of it)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SUITE_VENV = {"metaworld": ("MBDPO_METAWORLD_PYTHON", ".venv-metaworld", "make venv-metaworld"),
+              "myosuite": ("MBDPO_MYOSUITE_PYTHON", ".venv-myosuite", "make venv-myosuite")}
+
+
+def suite_python(suite: str) -> str:
+    """The interpreter that runs a suite's workers (ConfigError naming the fix if there is none)."""
+    from ...errors import ConfigError
+
+    var, venv, make = SUITE_VENV[suite]
+    if os.environ.get(var):
+        path = Path(os.environ[var])
+        if not path.exists():
+            raise ConfigError(f"{var}={path} does not exist")
+        return str(path)
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = root / venv / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    raise ConfigError(f"{suite} tasks run in their own Python environment, which is not installed: "
+                      f"run `{make}` (creates {venv}) or set {var} to an interpreter that has {suite}")
