@@ -60,11 +60,11 @@ def bf16_peak_tflops(device: torch.device) -> float:
 
 def measure(args, backend: str, flags: dict, E: int, N: int, K: int, H: int, peak: float) -> dict:
     from mbdpo_fast.agent import MBDPO, seed_everything
-    from mbdpo_fast.config import default_config, finalize
+    from mbdpo_fast.config import default_config, resolve
 
     dev = torch.device(args.device)
     sizes = {"model_size": 1, "mlp_dim": 64, "latent_dim": 32, "enc_dim": 32} if args.small else {"model_size": 5}
-    cfg = finalize(default_config(device=args.device, work_dir="unused", num_samples=N, num_elites=min(64, N),
+    cfg = resolve(default_config(device=args.device, work_dir="unused", num_samples=N, num_elites=min(64, N),
                                   num_pi_trajs=min(24, N), diffusion_steps=K, horizon=H, **sizes, **flags),
                    OBS_DIM, ACTION_DIM)
     seed_everything(0)

@@ -29,7 +29,7 @@ from common import commit, device_name  # noqa: E402
 
 from mbdpo_fast.agent import MBDPO, seed_everything  # noqa: E402
 from mbdpo_fast.batch import Batch  # noqa: E402
-from mbdpo_fast.config import default_config, finalize_tasks  # noqa: E402
+from mbdpo_fast.config import default_config, resolve_tasks  # noqa: E402
 
 VARIANTS = {"fp32": {}, "bf16": {"bf16_update": True}, "bf16+ckpt": {"bf16_update": True, "grad_checkpoint": True}}
 
@@ -47,7 +47,7 @@ def random_batch(cfg, B: int, device) -> Batch:
 
 
 def measure(size: int, variant: str, batch: int, device: str, repeats: int, warmup: int) -> dict:
-    cfg = finalize_tasks(default_config(task="mt80", model_size=size, batch_size=batch, device=device,
+    cfg = resolve_tasks(default_config(task="mt80", model_size=size, batch_size=batch, device=device,
                                         work_dir="unused", **VARIANTS[variant]))
     dev = torch.device(device)
     row = {"model_size": size, "variant": variant, "batch": batch}

@@ -22,7 +22,7 @@ from common import commit, device_name  # noqa: E402
 
 from mbdpo_fast.agent import MBDPO, seed_everything
 from mbdpo_fast.batch import Batch
-from mbdpo_fast.config import default_config, finalize
+from mbdpo_fast.config import default_config, resolve
 
 
 def timed(fn, device, repeats, warmup):
@@ -52,7 +52,7 @@ def main() -> None:
     over = dict(model_size=args.model_size, device=args.device, work_dir="unused")
     if small:
         over.update(model_size=1, num_samples=64, diffusion_steps=6, num_elites=8, num_pi_trajs=4, batch_size=32)
-    cfg = finalize(default_config(**over), 17, 6)  # cheetah-run shapes
+    cfg = resolve(default_config(**over), 17, 6)  # cheetah-run shapes
     seed_everything(0)
     agent = MBDPO(cfg)
     dev = agent.device

@@ -73,10 +73,10 @@ def flags_of(variant: dict) -> dict:
 
 def make_agent(args, variant: dict, **over):
     from mbdpo_fast.agent import MBDPO, seed_everything
-    from mbdpo_fast.config import default_config, finalize
+    from mbdpo_fast.config import default_config, resolve
 
     sizes = dict(SMALL) if args.small else {"model_size": 5}
-    cfg = finalize(default_config(device=args.device, work_dir="unused", **sizes, **flags_of(variant), **over),
+    cfg = resolve(default_config(device=args.device, work_dir="unused", **sizes, **flags_of(variant), **over),
                    OBS_DIM, ACTION_DIM)
     seed_everything(0)
     return MBDPO(cfg)

@@ -5,59 +5,22 @@ reward [H, B, 1], terminated [H, B, 1], task [B] (multi-task) or None.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 from . import functional as fn
 from .batch import Batch
-from .config import discount_for, resolve_device
+from .config import RunSpec, discount_for, resolve_device
 from .diffusion import mc_score, sample_candidates, weight_all
 from .planner import DiffusionPlanner, imagined_value
 from .world_model import WorldModel
 
 
-@dataclass(frozen=True)
-class UpdateHyper:
-    """The config values the update reads, as plain Python numbers (OmegaConf lookups cost
-    microseconds each and are opaque to torch.compile)."""
-
-    tau: float
-    grad_clip_norm: float
-    energy_momentum: float
-    energy_neg_noise: float
-    entropy_coef: float
-    consistency_coef: float
-    reward_coef: float
-    value_coef: float
-    energy_loss_coef: float
-    termination_coef: float
-    score_coef: float
-    episodic: bool
-    score_net: bool
-    score_states: int
-    score_candidates: int
-    diffusion_steps: int
-    energy_coef: float
-    temperature: float
-    action_dim: int
-    energy_pairing: str
-    energy_neg_center: str
-    score_detach_latent: bool
-
-    @classmethod
-    def from_config(cls, cfg: DictConfig) -> "UpdateHyper":
-        return cls(**{f: cfg[f] for f in cls.__dataclass_fields__})
-
-
 class MBDPO:
-    def __init__(self, cfg: DictConfig, action_dims: list[int] | None = None,
+    def __init__(self, cfg: RunSpec, action_dims: list[int] | None = None,
                  episode_lengths: list[int] | None = None):
-        """cfg: finalized config. action_dims / episode_lengths: per task (multi-task)."""
+        """cfg: the run spec (config.RunSpec). action_dims / episode_lengths: per task (multi-task)."""
         self.cfg = cfg
-        self.hp = UpdateHyper.from_config(cfg)
         self.device = resolve_device(cfg.device)
         if cfg.multitask:
             action_dims = list(cfg.action_dims) if action_dims is None else action_dims
@@ -129,7 +92,7 @@ class MBDPO:
         candidate with the highest current F logit among {a ~ pi(z), clip(c + 0.5 N(0, 1)), uniform},
         c = that policy action (energy_neg_center=policy, the reference) or the replay action
         (replay). Returns (loss, all logits [2HB])."""
-        m, hp = self.model, self.hp
+        m, hp = self.model, self.cfg
         if hp.energy_pairing == "reference":
             a_pos = reference_pairing(a_pos)
             if task is not None:
@@ -156,7 +119,7 @@ class MBDPO:
     def update_energy_stats(self, logits: torch.Tensor) -> None:
         """EMA (energy_momentum) of the mean and the biased (population) std, clamped at 1e-6, of the
         positive and negative logits [2HB], as the reference code keeps them."""
-        mom = self.hp.energy_momentum
+        mom = self.cfg.energy_momentum
         logits = logits.float()
         self.model.energy_mu.lerp_(logits.mean(), 1 - mom)
         self.model.energy_sigma.lerp_(logits.std(unbiased=False).clamp_min(1e-6), 1 - mom)
@@ -169,7 +132,7 @@ class MBDPO:
         MSE(s_theta(z_0, x_tau, tau), s). z_0 keeps its graph (the loss reaches the encoder, as in
         the reference) unless score_detach_latent=true; the target is computed without gradient
         with the energy statistics already updated by this update's contrastive loss."""
-        hp, m = self.hp, self.model
+        hp, m = self.cfg, self.model
         S, C, H, A = hp.score_states, hp.score_candidates, self.H, hp.action_dim
         z, t = zs0[:S], (task[:S] if task is not None else None)
         if hp.score_detach_latent:
@@ -205,8 +168,8 @@ class MBDPO:
             q = m.Q(zs, a, task, mode="avg", detach=True).float()  # [H+1, B, 1]
         with torch.no_grad():
             p5, p95 = percentiles(q[0].flatten(), (0.05, 0.95))
-            m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.hp.tau)
-        obj = (self.hp.entropy_coef * info["scaled_entropy"].float() + q / m.q_scale).mean(dim=(1, 2))
+            m.q_scale.lerp_((p95 - p5).clamp_min(1.0), self.cfg.tau)
+        obj = (self.cfg.entropy_coef * info["scaled_entropy"].float() + q / m.q_scale).mean(dim=(1, 2))
         loss = -(obj * self._rho[: zs.shape[0]]).mean()
         return loss, info["scaled_entropy"].mean().detach()
 
@@ -216,7 +179,7 @@ class MBDPO:
         loss, entropy = self._pi_loss(zs, task)
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.hp.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.pi_parameters(), self.cfg.grad_clip_norm)
         self.pi_optim.step()
         return {"pi_loss": loss.detach(), "pi_grad_norm": grad_norm.detach(),
                 "pi_entropy": entropy, "q_scale": m.q_scale.clone()}
@@ -239,7 +202,7 @@ class MBDPO:
     def world_model_losses(self, obs, action, reward, term, task):
         """The world-model part of section 5 (it also moves the energy statistics): returns (total
         loss, detached parts, latents zs [H+1, B, L])."""
-        hp, m, H, rho = self.hp, self.model, self.H, self.rho
+        hp, m, H, rho = self.cfg, self.model, self.H, self.rho
         with torch.no_grad():
             next_z = m.encode(obs[1:], task)
             td = self.td_target(next_z, reward, term, task).float()
@@ -285,10 +248,10 @@ class MBDPO:
             total, out, zs = self._wm_loss(obs, action, reward, term, task)
         self.optim.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), self.hp.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.encoder_parameters() + m.model_parameters(), self.cfg.grad_clip_norm)
         self.optim.step()
         out.update(self.update_pi(zs.detach(), task))
-        m.soft_update_target(self.hp.tau)
+        m.soft_update_target(self.cfg.tau)
         if self._dist is not None:
             from .distributed import average_statistics
 

@@ -46,9 +46,14 @@ def resume_or_start(trainer, ckpt: Path, resume: bool) -> bool:
     return False
 
 
-def train_and_report(trainer, cfg: DictConfig, banner: str) -> dict:
-    """Save the resolved config beside the run, print the banner, train, print the summary."""
-    OmegaConf.save(cfg, Path(cfg.work_dir) / "config.yaml")
+def save_spec(spec, path: Path) -> None:
+    """The run spec as config.yaml beside the run (every field, derived ones included)."""
+    OmegaConf.save(OmegaConf.create(spec.to_dict()), path)
+
+
+def train_and_report(trainer, spec, banner: str) -> dict:
+    """Save the run spec beside the run, print the banner, train, print the summary."""
+    save_spec(spec, Path(spec.work_dir) / "config.yaml")
     print(banner)
     summary = trainer.train()
     print(f"done: {summary}")

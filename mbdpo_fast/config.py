@@ -1,12 +1,16 @@
-"""Configuration: the Hydra schema, model-size presets and the derived fields.
+"""Configuration: the Hydra schema, model-size presets, and the run spec every part reads.
 
 The schema (`Config`) is registered with Hydra's ConfigStore so that overrides are type-checked
-(`steps=abc` fails) and unknown keys are refused (`stpes=1` fails). `finalize` computes every
-derived field once (model dims from the preset, discount, seed steps, device) and validates the
-result; the trainers only read the finalized config.
+(`steps=abc` fails) and unknown keys are refused (`stpes=1` fails). At the entry point, `resolve`
+(`resolve_tasks` for multi-task runs) validates the composed config once, computes every derived
+field (model dims from the preset, discount, seed steps, task dims from the task registry, ...)
+and returns a `RunSpec`: a frozen dataclass with the schema's fields, which the world model,
+planner, agent, environments and trainers read (and cannot change).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +164,7 @@ class Config:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     progress_bar: bool = True
 
-    # --- derived (filled by `finalize`; do not set) --------------------------------------------
+    # --- derived (filled by `resolve`; do not set) --------------------------------------------
     obs_dim: int = -1
     action_dim: int = -1
     discount: float = -1.0
@@ -169,6 +173,40 @@ class Config:
     action_dims: list[int] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
     action_repeats: list[int] = field(default_factory=list)
+
+
+def _spec_get(self, key: str, default=None):
+    return getattr(self, key, default)
+
+
+def _spec_to_dict(self) -> dict:
+    """Plain containers (lists, dicts) for YAML, checkpoints and wandb."""
+    out = {}
+    for f in dataclasses.fields(self):
+        v = getattr(self, f.name)
+        out[f.name] = v.to_dict() if dataclasses.is_dataclass(v) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _frozen_twin(schema: type, name: str, doc: str) -> type:
+    """A frozen dataclass with the fields of `schema` (written once: the schema is the one list)."""
+    return dataclasses.make_dataclass(name, [f.name for f in dataclasses.fields(schema)], frozen=True, eq=False,
+                                      namespace={"__doc__": doc, "get": _spec_get, "to_dict": _spec_to_dict})
+
+
+WandbSpec = _frozen_twin(WandbConfig, "WandbSpec", "WandbConfig's fields, frozen.")
+RunSpec = _frozen_twin(Config, "RunSpec", """A resolved, validated run configuration: Config's fields
+(derived ones filled, lists as tuples), frozen. Built by `resolve` / `resolve_tasks` /
+`saved_spec`; read with attribute access (`spec.horizon`), `spec.get(key, default)`, and written
+out with `spec.to_dict()`.""")
+
+
+def to_spec(cfg: DictConfig) -> RunSpec:
+    """Freeze a resolved DictConfig into a RunSpec."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    d["wandb"] = WandbSpec(**d["wandb"])
+    return RunSpec(**d)
 
 
 def register_schema() -> None:
@@ -201,13 +239,15 @@ def default_config(**overrides: Any) -> DictConfig:
     return cfg
 
 
-def saved_config(saved: dict) -> DictConfig:
-    """A finalized config saved in a checkpoint, over the schema's defaults: a field the saving
-    version did not have takes its default, a field this version no longer has is dropped."""
+def saved_spec(saved: dict, **overrides: Any) -> RunSpec:
+    """The spec saved in a checkpoint, over the schema's defaults (a field the saving version did
+    not have takes its default, a field this version no longer has is dropped), with overrides
+    (e.g. device) applied."""
     cfg = OmegaConf.structured(Config)
     known = {k: v for k, v in saved.items() if k in cfg}
     with open_dict(cfg):
-        return OmegaConf.merge(cfg, known)
+        cfg = OmegaConf.merge(cfg, known, overrides)
+    return to_spec(cfg)
 
 
 def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95, hi: float = 0.995) -> float:
@@ -233,13 +273,16 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int | None = None,
-             episode_length: int | None = None) -> DictConfig:
-    """Fill the derived fields in place (and return cfg); raise ConfigError on invalid values.
+def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int | None = None,
+            episode_length: int | None = None) -> RunSpec:
+    """Validate a composed config and fill its derived fields; return them as a RunSpec (cfg itself
+    is not changed). ConfigError on invalid values.
 
-    obs_dim / action_dim come from the environment (padded maxima in multi-task mode), as do the
-    suite's action repeat and episode length where the config leaves them at -1.
+    obs_dim / action_dim: the task's (task registry), a dataset's or a checkpoint's (padded maxima
+    in multi-task mode); action_repeat / episode_length: the suite's, used where the config leaves
+    them at -1.
     """
+    cfg = copy.deepcopy(cfg)
     _require(cfg.model_size in MODEL_SIZE,
              f"model_size={cfg.model_size} is not a preset; choose one of {sorted(MODEL_SIZE)}")
     with open_dict(cfg):
@@ -303,14 +346,21 @@ def finalize(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int 
              f"wandb.mode={cfg.wandb.mode!r}: use disabled, offline or online")
     _require(not (cfg.grad_checkpoint and cfg.cudagraphs), "grad_checkpoint=true does not combine with cudagraphs=true")
     resolve_device(cfg.device)
-    return cfg
+    return to_spec(cfg)
 
 
-def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int | None = None) -> DictConfig:
-    """finalize() for multi-task configs: expand cfg.tasks (or a set name in cfg.task), fill the
+def resolve_task(cfg: DictConfig) -> RunSpec:
+    """resolve() for a single-task run of cfg.task, its dims and suite defaults from the task registry."""
+    row = task_registry.get(cfg.task)
+    return resolve(cfg, row.obs_dim, row.action_dim, row.action_repeat, row.episode_length)
+
+
+def resolve_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int | None = None) -> RunSpec:
+    """resolve() for multi-task configs: expand cfg.tasks (or a set name in cfg.task), fill the
     per-task dims, episode lengths and action repeats (suite defaults unless action_repeat /
     episode_length are set, which then apply to every task), pad obs/action dims to their maxima
     (or to obs_dim/action_dim where given, e.g. a dataset's or a checkpoint's padded dims)."""
+    cfg = copy.deepcopy(cfg)
     names = task_registry.expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
     if len(names) < 2 and cfg.task not in task_registry.TASK_SETS:
         raise ConfigError(f"a multi-task run needs at least 2 tasks; got {names} (set task=mt30|mt80 or "
@@ -334,7 +384,7 @@ def finalize_tasks(cfg: DictConfig, obs_dim: int | None = None, action_dim: int 
         own = names.index(cfg.task) if cfg.task in names else None  # the fine-tuned task, if any
         repeat = cfg.action_repeats[own] if own is not None else max(cfg.action_repeats)
         length = cfg.episode_lengths[own] if own is not None else max(cfg.episode_lengths)
-    return finalize(cfg, D, A, repeat, length)
+    return resolve(cfg, D, A, repeat, length)
 
 
 def unset_to_none(value: int) -> int | None:

@@ -21,7 +21,7 @@ from .agent import MBDPO, seed_everything
 from .data.checkpoint import load_checkpoint
 from .errors import CheckpointError, ConfigError
 from .cli import user_errors
-from .config import resolve_device, saved_config
+from .config import RunSpec, resolve_device, saved_spec
 from .trainers.evaluation import evaluate_task, summarize
 from .task_registry import expand
 
@@ -39,12 +39,11 @@ class EvaluateConfig:
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
-def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfig, int]:
-    """Rebuild the agent a checkpoint was trained with; returns (agent, its config, its step)."""
+def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, RunSpec, int]:
+    """Rebuild the agent a checkpoint was trained with; returns (agent, its run spec, its step)."""
     payload = load_checkpoint(path)
-    cfg = saved_config(payload["config"])
-    cfg.device = str(resolve_device(device))
-    cfg.cudagraphs = cfg.compile = False  # evaluation acts episode by episode: nothing to amortise
+    # evaluation acts episode by episode: nothing for cudagraphs/compile to amortise
+    cfg = saved_spec(payload["config"], device=str(resolve_device(device)), cudagraphs=False, compile=False)
     agent = MBDPO(cfg)
     try:
         agent.load_state_dict(payload["agent"])
@@ -53,7 +52,7 @@ def load_agent(path: str | Path, device: str = "auto") -> tuple[MBDPO, DictConfi
     return agent, cfg, int(payload["trainer"]["step"])
 
 
-def task_indices(cfg: DictConfig, requested: list[str]) -> list[int]:
+def task_indices(cfg: RunSpec, requested: list[str]) -> list[int]:
     """Positions in the checkpoint's task list of the requested tasks (all of them by default)."""
     known = list(cfg.tasks) if cfg.multitask else [cfg.task]
     names = expand(requested) if requested else known

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import finalize, finalize_tasks, register_schema
+from .config import RunSpec, register_schema, resolve, resolve_tasks
 from .data.checkpoint import load_checkpoint
 from .envs import make_env, make_eval_envs
 from .errors import CheckpointError, ConfigError
@@ -30,9 +30,9 @@ ARCH_KEYS = ("model_size", "enc_dim", "mlp_dim", "latent_dim", "num_enc_layers",
              "time_embed_dim", "horizon", "episodic")
 
 
-def finetune_config(cfg: DictConfig, pretrained: dict) -> int:
-    """Make cfg (composed for fine-tuning cfg.task) fit the pretrained config dict and finalize it.
-    Returns the number of tasks the checkpoint knows (an unseen task is appended after them)."""
+def finetune_config(cfg: DictConfig, pretrained: dict) -> tuple[RunSpec, int]:
+    """The run spec of fine-tuning cfg.task from the pretrained config dict (its architecture and
+    task list), and the number of tasks the checkpoint knows (an unseen task is appended after them)."""
     with open_dict(cfg):
         for key in ARCH_KEYS:
             cfg[key] = pretrained[key]
@@ -42,14 +42,12 @@ def finetune_config(cfg: DictConfig, pretrained: dict) -> int:
                               f"embedding to fine-tune on {cfg.task!r} (pretrain a multi-task model)")
         with open_dict(cfg):
             cfg.tasks = []
-        finalize(cfg, pretrained["obs_dim"], pretrained["action_dim"], pretrained["action_repeat"],
-                 pretrained["episode_length"])
-        return 1
+        return resolve(cfg, pretrained["obs_dim"], pretrained["action_dim"], pretrained["action_repeat"],
+                       pretrained["episode_length"]), 1
     seen = list(pretrained["tasks"])
     with open_dict(cfg):
         cfg.tasks = seen + ([] if cfg.task in seen else [cfg.task])
-    finalize_tasks(cfg, pretrained["obs_dim"], pretrained["action_dim"])
-    return len(seen)
+    return resolve_tasks(cfg, pretrained["obs_dim"], pretrained["action_dim"]), len(seen)
 
 
 def load_pretrained(model: torch.nn.Module, state: dict, num_seen: int, path) -> None:
@@ -81,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.task in TASK_SETS:
         raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
-    num_seen = finetune_config(cfg, payload["config"])
+    cfg, num_seen = finetune_config(cfg, payload["config"])
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     eval_envs = make_eval_envs(cfg)
     seed_everything(cfg.seed)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import torch
-from omegaconf import DictConfig
 
+from .config import RunSpec
 from .diffusion import DiffusionSchedule, sample_candidates, score_update, weight_elites
 from .world_model import WorldModel
 
@@ -57,11 +57,60 @@ def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch
     return torch.stack(out)
 
 
+class TorchRollouts:
+    """The reference rollout backend (kernels=torch): the world model's own modules in PyTorch, and
+    the elite weighting / score update / next candidates of diffusion.py."""
+
+    autocast = True  # bf16_plan runs these under torch.autocast
+
+    def __init__(self, model: WorldModel):
+        self.model = model
+
+    def policy_rollout(self, z, horizon, task, eps):
+        return policy_rollout(self.model, z, horizon, task, eps=eps)
+
+    def values(self, z, actions, task, gamma, eta, episodic, pi_eps, heads):
+        return imagined_value(self.model, z, actions, task, gamma, eta, episodic, pi_eps=pi_eps, heads=heads)
+
+    def elite_score(self, values, cand, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None, seed=None):
+        """values [E, N], cand [E, N, H, A], x [E, H, A] -> (new x, elite average [E, H, A], the next
+        step's candidates [E, N, H, A] from eps, or None at the last step)."""
+        target, _, _ = weight_elites(torch.nan_to_num(values.float(), nan=0.0), cand, num_elites, temperature)
+        x = score_update(x, target, abar, alpha)
+        nxt = sample_candidates(x, next_abar, cand.shape[1], eps=eps) if next_abar is not None else None
+        return x, target, nxt
+
+
+class TritonRollouts:
+    """The fused backend (kernels=triton): every MLP layer one fused_linear launch, the reward and Q
+    heads fused with their two-hot decode (kernels/rollout.py), and the elite weighting, score update
+    and next candidates in one kernel (kernels/elite_score.py), which can draw the candidates' noise
+    itself (Philox) instead of reading it. Activations in bf16 with bf16_plan."""
+
+    autocast = False  # precision is the kernels' dtype argument
+
+    def __init__(self, model: WorldModel, dtype: torch.dtype):
+        from .kernels.elite_score import elite_score
+        from .kernels.rollout import imagined_value_fused, policy_rollout_fused
+
+        self.model, self.dtype = model, dtype
+        self._elite, self._values, self._rollout = elite_score, imagined_value_fused, policy_rollout_fused
+
+    def policy_rollout(self, z, horizon, task, eps):
+        return self._rollout(self.model.rollout_nets(), z, horizon, task, eps, self.dtype)
+
+    def values(self, z, actions, task, gamma, eta, episodic, pi_eps, heads):
+        return self._values(self.model.rollout_nets(), z, actions, task, gamma, eta, episodic, pi_eps, heads, self.dtype)
+
+    def elite_score(self, values, cand, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None, seed=None):
+        return self._elite(values, cand, x, abar, alpha, num_elites, temperature, next_abar=next_abar, eps=eps, seed=seed)
+
+
 class DiffusionPlanner:
     """Stateless planner: the warm-start plan is passed in and returned, so training and evaluation
     (or E environments) keep their own plans."""
 
-    def __init__(self, cfg: DictConfig, model: WorldModel, discounts: list[float] | None = None):
+    def __init__(self, cfg: RunSpec, model: WorldModel, discounts: list[float] | None = None):
         self.model = model
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
         self.num_samples, self.num_elites = int(cfg.num_samples), int(cfg.num_elites)
@@ -70,7 +119,7 @@ class DiffusionPlanner:
         self.action_noise, self.eta = float(cfg.action_noise), float(cfg.energy_coef)
         # With the score network on, the reference code moves x by s_theta at every step and discards
         # the Monte Carlo estimate, so its rollouts cannot change the plan: planner_score=network
-        # skips them ("auto" was resolved by config.finalize).
+        # skips them ("auto" was resolved by config.resolve).
         self.episodic, self.score_only = bool(cfg.episodic), str(cfg.planner_score) == "network"
         device = model.bins.device
         self.discounts = discount_tensor(discounts if discounts is not None else [cfg.discount], device)
@@ -78,11 +127,14 @@ class DiffusionPlanner:
         # compile: one denoising step is compiled and called K-1 times; its noise level comes in
         # as 0-dim tensors so that the 19 steps share one compiled graph (a Python float would be
         # specialised into the graph and recompiled per step).
-        self.compiled = bool(cfg.compile)
-        self._step_fn = torch.compile(self._denoise_step) if self.compiled else self._denoise_step
         from .kernels import resolve_backend
 
         self.kernels = resolve_backend(str(cfg.get("kernels", "torch")), device)
+        self.rollouts = TorchRollouts(model) if self.kernels == "torch" else \
+            TritonRollouts(model, torch.bfloat16 if self.bf16 else torch.float32)
+        self.compiled = bool(cfg.compile) and self.kernels == "torch"
+        self._values_fn = torch.compile(self._step_values) if self.compiled else self._step_values
+        self._elite_fn = torch.compile(self.rollouts.elite_score) if self.compiled else self.rollouts.elite_score
         self._abar_t = torch.tensor(self.schedule.abar, dtype=torch.float32, device=device)
         self._alpha_t = torch.tensor(self.schedule.alphas, dtype=torch.float32, device=device)
 
@@ -119,34 +171,16 @@ class DiffusionPlanner:
         the random numbers to use (default: drawn fresh). Per-env slices of one draw given to E
         single-env calls reproduce the batched call (tests/test_planner.py).
         """
-        if noise_fn is None:
-            noise_fn = self._fresh_noise
-        model, sch = self.model, self.schedule
-        E, K, N, P = z0.shape[0], sch.steps, self.num_samples, self.num_pi_trajs
-        mask = model.action_mask(task)  # [E, A] or None
-        x = math.sqrt(sch.abar[K - 1]) * self.warm_start(prev_plan, first)
+        injected = noise_fn is not None
+        noise_fn = noise_fn or self._fresh_noise
+        sch, E = self.schedule, z0.shape[0]
+        mask = self.model.action_mask(task)  # [E, A] or None
+        x = math.sqrt(sch.abar[sch.steps - 1]) * self.warm_start(prev_plan, first)
         info = {"targets": [], "x": []}
         if self.score_only:
             x = self._score_only(z0, x, task, mask, info)
-        elif self.kernels == "triton":
-            x = self._plan_fused(z0, x, task, mask, noise_fn, info, return_info)
         else:
-            z_rep = z0.repeat_interleave(N, dim=0)
-            task_rep = task.repeat_interleave(N) if task is not None else None
-            z_pi = z0.repeat_interleave(P, dim=0)
-            task_pi = task.repeat_interleave(P) if task is not None else None
-            gamma = self.gamma_rows(task_rep, E * N)
-            with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                for tau in range(K - 1, 0, -1):
-                    if self.compiled:
-                        abar, alpha = self._abar_t[tau], self._alpha_t[tau]
-                    else:
-                        abar, alpha = sch.abar[tau], sch.alphas[tau]
-                    x, target = self._step_fn(x, abar, alpha, z_rep, task_rep, z_pi, task_pi, gamma, mask,
-                                              noise_fn(tau, E))
-                    if return_info:
-                        info["targets"].append(target)
-                        info["x"].append(x)
+            x = self._denoise(z0, x, task, mask, noise_fn, injected, info, return_info)
         plan = x.clamp(-1, 1)
         action = plan[:, 0]
         if not eval_mode:
@@ -158,64 +192,57 @@ class DiffusionPlanner:
             return action, plan, info
         return action, plan
 
-    def _denoise_step(self, x, abar, alpha, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise):
-        """Section 4 steps 1-6 at one noise level: candidates, policy rollouts, values, elite
-        weighting, score update. x [E, H, A] -> (new x [E, H, A], elite average [E, H, A])."""
-        model, E, N, P, H = self.model, x.shape[0], self.num_samples, self.num_pi_trajs, self.horizon
-        cand = sample_candidates(x, abar, N, eps=noise["cand"])
-        if P > 0:
-            pi_seq = policy_rollout(model, z_pi, H, task_pi, eps=noise["pi_roll"].reshape(H, E * P, -1))
-            cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3).to(cand.dtype)
-        if mask is not None:
-            cand = cand * mask.view(E, 1, 1, -1)
-        actions = cand.reshape(E * N, H, -1).transpose(0, 1)
-        values = imagined_value(model, z_rep, actions, task_rep, gamma, self.eta, self.episodic,
-                                pi_eps=noise["pi_value"].reshape(E * N, -1), heads=noise["heads"])
-        values = torch.nan_to_num(values.float().view(E, N), nan=0.0)
-        target, _, _ = weight_elites(values, cand, self.num_elites, self.temperature)
-        return score_update(x, target, abar, alpha), target
-
-    def _plan_fused(self, z0, x, task, mask, noise_fn, info, return_info):
-        """Steps 1-6 for tau = K-1..1 on the Triton kernels (kernels=triton). The first step's
-        candidates come from sample_candidates; each later step's are written by the elite/score
-        kernel of the step before, from the injected noise ("cand") when noise_fn is given, else
-        from Philox in the kernel (seeded from torch's generator on the device: no host sync)."""
-        from .kernels.elite_score import elite_score
-        from .kernels.rollout import imagined_value_fused, policy_rollout_fused
-
-        model, sch = self.model, self.schedule
-        E, K, N, P, H = z0.shape[0], sch.steps, self.num_samples, self.num_pi_trajs, self.horizon
-        dtype = torch.bfloat16 if self.bf16 else torch.float32
-        injected = noise_fn is not self._fresh_noise
+    def _denoise(self, z0, x, task, mask, noise_fn, injected, info, return_info):
+        """Section 4 steps 1-6 for tau = K-1..1 on the rollout backend: candidates around x (the
+        first step's from sample_candidates, each later step's from the elite step before), policy
+        rollouts in the first P, imagined returns, elite weighting and the score update.
+        Random numbers in the order of the reference: a step's noise, its values, the next step's
+        noise. The Triton backend with fresh noise draws later candidates' noise in its kernel
+        (Philox, seeded from torch's generator on the device: no host sync)."""
+        sch, N, P = self.schedule, self.num_samples, self.num_pi_trajs
+        E, K = z0.shape[0], sch.steps
+        level = (lambda t: self._abar_t[t]) if self.compiled else (lambda t: sch.abar[t])
+        alpha = (lambda t: self._alpha_t[t]) if self.compiled else (lambda t: sch.alphas[t])
         z_rep = z0.repeat_interleave(N, dim=0)
         task_rep = task.repeat_interleave(N) if task is not None else None
         z_pi = z0.repeat_interleave(P, dim=0)
         task_pi = task.repeat_interleave(P) if task is not None else None
         gamma = self.gamma_rows(task_rep, E * N)
-        noise = noise_fn(K - 1, E)
-        cand = sample_candidates(x, sch.abar[K - 1], N, eps=noise["cand"])
-        for tau in range(K - 1, 0, -1):
-            if P > 0:
-                pi_seq = policy_rollout_fused(model, z_pi, H, task_pi, noise["pi_roll"].reshape(H, E * P, -1), dtype)
-                cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3)
-            if mask is not None:
-                cand = cand * mask.view(E, 1, 1, -1)
-            values = imagined_value_fused(model, z_rep, cand.reshape(E * N, H, -1).transpose(0, 1), task_rep, gamma,
-                                          self.eta, self.episodic, noise["pi_value"].reshape(E * N, -1),
-                                          noise["heads"], dtype)
-            nxt = None
-            if tau > 1:
-                nxt = noise_fn(tau - 1, E) if injected else self.draw_noise(E, x.device, candidates=False)
-            eps = nxt["cand"] if (nxt is not None and injected) else None
-            seed = torch.randint(0, 2**31 - 1, (1,), device=x.device) if (nxt is not None and not injected) else None
-            x, target, cand = elite_score(values.view(E, N), cand, x, sch.abar[tau], sch.alphas[tau], self.num_elites,
-                                          self.temperature, next_abar=sch.abar[tau - 1] if tau > 1 else None,
-                                          eps=eps, seed=seed)
-            if return_info:
-                info["targets"].append(target)
-                info["x"].append(x)
-            noise = nxt
+        kernel_noise = isinstance(self.rollouts, TritonRollouts) and not injected
+        with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16, enabled=self.bf16 and self.rollouts.autocast):
+            noise = noise_fn(K - 1, E)
+            cand = sample_candidates(x, level(K - 1), N, eps=noise["cand"])
+            for tau in range(K - 1, 0, -1):
+                values, cand = self._values_fn(cand, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise)
+                nxt = eps = seed = None
+                if tau > 1:
+                    nxt = self.draw_noise(E, x.device, candidates=False) if kernel_noise else noise_fn(tau - 1, E)
+                    if kernel_noise:
+                        seed = torch.randint(0, 2**31 - 1, (1,), device=x.device)
+                    else:
+                        eps = nxt["cand"]
+                x, target, cand = self._elite_fn(values.view(E, N), cand, x, level(tau), alpha(tau), self.num_elites,
+                                                 self.temperature, next_abar=level(tau - 1) if tau > 1 else None,
+                                                 eps=eps, seed=seed)
+                if return_info:
+                    info["targets"].append(target)
+                    info["x"].append(x)
+                noise = nxt
         return x
+
+    def _step_values(self, cand, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise):
+        """Steps 2-3 of one denoising step: policy-prior rollouts replace the first P candidates (the
+        action mask applied), then every candidate's imagined return. cand [E, N, H, A] ->
+        (values [E*N, 1], cand)."""
+        E, N, P, H = cand.shape[0], self.num_samples, self.num_pi_trajs, self.horizon
+        if P > 0:
+            pi_seq = self.rollouts.policy_rollout(z_pi, H, task_pi, noise["pi_roll"].reshape(H, E * P, -1))
+            cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3).to(cand.dtype)
+        if mask is not None:
+            cand = cand * mask.view(E, 1, 1, -1)
+        values = self.rollouts.values(z_rep, cand.reshape(E * N, H, -1).transpose(0, 1), task_rep, gamma, self.eta,
+                                      self.episodic, noise["pi_value"].reshape(E * N, -1), noise["heads"])
+        return values, cand
 
     def _fresh_noise(self, tau: int, E: int) -> dict[str, torch.Tensor]:
         device = self.discounts.device

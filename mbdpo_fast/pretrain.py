@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, run_checkpoint
-from .config import finalize, finalize_tasks, register_schema
+from .cli import hydra_entry, run_checkpoint, save_spec
+from .config import RunSpec, register_schema, resolve, resolve_tasks
 from .errors import ConfigError
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
@@ -42,17 +42,16 @@ def load_dataset(cfg: DictConfig, device: str) -> tuple[OfflineDataset, list[str
     return ds, names
 
 
-def finalize_for_dataset(cfg: DictConfig, ds: OfflineDataset, names: list[str]) -> None:
+def spec_for_dataset(cfg: DictConfig, ds: OfflineDataset, names: list[str]) -> RunSpec:
+    """The run spec of pretraining cfg's tasks `names` on ds (model dims: the dataset's padded ones)."""
     if len(names) > 1:
         with open_dict(cfg):
             cfg.tasks = names
-        finalize_tasks(cfg, ds.obs_dim, ds.action_dim)
-    else:
-        row = task_registry.get(names[0])
-        repeat, length = row.action_repeat, row.episode_length
-        with open_dict(cfg):
-            cfg.task, cfg.tasks = names[0], []
-        finalize(cfg, ds.obs_dim, ds.action_dim, repeat, length)  # suite defaults where cfg leaves -1
+        return resolve_tasks(cfg, ds.obs_dim, ds.action_dim)
+    row = task_registry.get(names[0])
+    with open_dict(cfg):
+        cfg.task, cfg.tasks = names[0], []
+    return resolve(cfg, ds.obs_dim, ds.action_dim, row.action_repeat, row.episode_length)  # suite defaults where cfg leaves -1
 
 
 def run(cfg: DictConfig) -> dict:
@@ -65,7 +64,7 @@ def run(cfg: DictConfig) -> dict:
     ckpt = run_checkpoint(cfg)
     work_dir = ckpt.parent
     ds, names = load_dataset(cfg, cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu"))
-    finalize_for_dataset(cfg, ds, names)
+    cfg = spec_for_dataset(cfg, ds, names)
     seed_everything(cfg.seed)
     trainer = OfflineTrainer(cfg, ds, work_dir, ctx)
     if cfg.resume and ckpt.exists():
@@ -77,7 +76,7 @@ def run(cfg: DictConfig) -> dict:
         trainer.task_log.truncate_after(-1)
     trainer.distribute()
     if trainer.main:
-        OmegaConf.save(cfg, work_dir / "config.yaml")
+        save_spec(cfg, work_dir / "config.yaml")
         counts = ds.task_counts()
         print(f"pretrain {cfg.task}: {len(cfg.tasks) or 1} tasks, {ds.num_episodes} episodes "
               f"({len(counts)} tasks present) of {ds.episode_length} slots | model_size {cfg.model_size} "

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from .agent import seed_everything
 from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import finalize, register_schema
+from .config import register_schema, resolve_task
 from .envs import make_env, make_eval_envs
 from .errors import ConfigError
 from .task_registry import TASK_SETS
@@ -21,12 +21,13 @@ from .trainers.online import OnlineTrainer
 register_schema()
 
 
-def build_envs(cfg: DictConfig):
-    """The training env (cfg.num_envs copies) and the evaluation envs (mbdpo_fast/envs) of cfg.task;
-    finalizes cfg from the training env's dims."""
-    env = make_env(cfg, cfg.num_envs, cfg.seed)
-    finalize(cfg, env.obs_dim, env.action_dim, env.action_repeat, env.episode_length)
-    return env, make_eval_envs(cfg)
+def build_envs(spec):
+    """The training env (spec.num_envs copies) and the evaluation envs (mbdpo_fast/envs) of spec.task."""
+    env = make_env(spec, spec.num_envs, spec.seed)
+    if (env.obs_dim, env.action_dim) != (spec.obs_dim, spec.action_dim):  # the registry disagrees with the env
+        raise ConfigError(f"{spec.task}: the environment has (obs_dim, action_dim) = ({env.obs_dim}, {env.action_dim}), "
+                          f"the task registry ({spec.obs_dim}, {spec.action_dim})")
+    return env, make_eval_envs(spec)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -37,13 +38,15 @@ def run(cfg: DictConfig) -> dict:
                           f"python -m mbdpo_fast.finetune")
     ckpt = run_checkpoint(cfg)
     work_dir = ckpt.parent
-    env, eval_envs = build_envs(cfg)
-    seed_everything(cfg.seed)
-    trainer = OnlineTrainer(cfg, env, work_dir, eval_envs)
-    resume_or_start(trainer, ckpt, cfg.resume)
-    return train_and_report(trainer, cfg, f"task {cfg.task} | model_size {cfg.model_size} ({trainer.agent.model.num_parameters() / 1e6:.2f}M params) "
-          f"| device {trainer.device} | envs {cfg.num_envs} x {cfg.env_backend} | discount {cfg.discount} "
-          f"| seed_steps {cfg.seed_steps} | run dir {work_dir}")
+    spec = resolve_task(cfg)
+    env, eval_envs = build_envs(spec)
+    seed_everything(spec.seed)
+    trainer = OnlineTrainer(spec, env, work_dir, eval_envs)
+    resume_or_start(trainer, ckpt, spec.resume)
+    return train_and_report(trainer, spec, f"task {spec.task} | model_size {spec.model_size} "
+                            f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} "
+                            f"| envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
+                            f"| seed_steps {spec.seed_steps} | run dir {work_dir}")
 
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="config")

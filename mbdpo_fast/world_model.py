@@ -11,15 +11,16 @@ import copy
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint
-from omegaconf import DictConfig
 
 from . import functional as fn
+from .config import RunSpec
+from .kernels.interface import RolloutNets
 from .layers import EnsembleMLP, SimNorm, mlp
 
 
 class WorldModel(nn.Module):
-    def __init__(self, cfg: DictConfig, action_dims: list[int] | None = None):
-        """cfg: a finalized config. action_dims: per-task action dims (multi-task), for the masks."""
+    def __init__(self, cfg: RunSpec, action_dims: list[int] | None = None):
+        """cfg: the run spec (config.RunSpec). action_dims: per-task action dims (multi-task), for the masks."""
         super().__init__()
         self.multitask = bool(cfg.multitask)
         # Plain copies of the values the hot path reads (DictConfig access costs microseconds).
@@ -124,6 +125,13 @@ class WorldModel(nn.Module):
         e = e.detach() if detach else e
         e = e.view((1,) * (x.dim() - e.dim()) + tuple(e.shape)).expand(*x.shape[:-1], -1)
         return torch.cat([x, e], dim=-1)
+
+    def rollout_nets(self) -> RolloutNets:
+        """The networks and statistics the fused rollouts (kernels/rollout.py) read, by reference."""
+        qs = self.qs
+        return RolloutNets(self.dynamics, self.reward_head, self.energy_head, self.termination_head, self.pi_head,
+                           (qs.weights, qs.biases, qs.ln_weights, qs.ln_biases), self.bins, self.energy_mu,
+                           self.energy_sigma, self.energy_clip, self.multitask, self.with_task, self.pi_from_head)
 
     def action_mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
         """[..., A] mask of the valid action dims (None in single-task mode)."""

@@ -10,7 +10,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 import pytest
 import torch
 
-from mbdpo_fast.config import default_config, finalize
+from mbdpo_fast.config import default_config, resolve
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # Without a GPU the Triton kernels run in Triton's interpreter (read when a kernel module is imported).
@@ -19,12 +19,12 @@ if not torch.cuda.is_available():
 
 
 def tiny_config(obs_dim: int = 7, action_dim: int = 3, **overrides):
-    """A finalized config with a very small model and planner (fast CPU tests)."""
+    """A run spec with a very small model and planner (fast CPU tests)."""
     base = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_samples=48,
                 num_elites=8, num_pi_trajs=4, diffusion_steps=5, batch_size=16, buffer_size=2000,
                 device="cpu", work_dir="unused")
     base.update(overrides)
-    return finalize(default_config(**base), obs_dim, action_dim)
+    return resolve(default_config(**base), obs_dim, action_dim)
 
 
 def nontrivial(model):

@@ -11,7 +11,7 @@ import torch
 
 from mbdpo_fast.agent import MBDPO
 from mbdpo_fast.batch import Batch
-from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.config import default_config, resolve_tasks
 
 SCENARIOS = ("random", "deterministic")
 BASE = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_samples=16, num_elites=4,
@@ -23,7 +23,7 @@ DETERMINISTIC = dict(dropout=0.0, num_q=2, log_std_min=-20.0, log_std_max=-20.0)
 def build_agent(name: str) -> MBDPO:
     kw = dict(BASE, **(DETERMINISTIC if name == "deterministic" else {}))
     torch.manual_seed(0)
-    return MBDPO(finalize_tasks(default_config(**kw)))
+    return MBDPO(resolve_tasks(default_config(**kw)))
 
 
 def full_batch(cfg, B: int = 16) -> Batch:

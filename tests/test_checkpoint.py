@@ -1,4 +1,6 @@
 """Checkpoints: round trip gives identical actions; corrupt or mismatched files fail clearly."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -6,6 +8,7 @@ from mbdpo_fast.data import checkpoint as ckpt_mod
 from mbdpo_fast.agent import seed_everything
 from mbdpo_fast.data.checkpoint import atomic_save, load_checkpoint
 from mbdpo_fast.errors import CheckpointError
+from mbdpo_fast.config import resolve_task
 from mbdpo_fast.train import build_envs
 from mbdpo_fast.trainers.online import OnlineTrainer
 
@@ -13,10 +16,10 @@ from helpers import TINY, compose_cfg
 
 
 def make_trainer(tmp_path, extra=()):
-    cfg = compose_cfg(TINY + ["steps=80", "eval_freq=1000", "checkpoint_freq=50", *extra], tmp_path)
-    env, eval_envs = build_envs(cfg)
-    seed_everything(cfg.seed)
-    return OnlineTrainer(cfg, env, tmp_path, eval_envs)
+    spec = resolve_task(compose_cfg(TINY + ["steps=80", "eval_freq=1000", "checkpoint_freq=50", *extra], tmp_path))
+    env, eval_envs = build_envs(spec)
+    seed_everything(spec.seed)
+    return OnlineTrainer(spec, env, tmp_path, eval_envs)
 
 
 def actions_of(agent, seed):
@@ -114,19 +117,21 @@ def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, monkeyp
     assert t.checkpoint_path.read_bytes() == saved
 
 
-def test_saved_config_fills_new_fields_and_drops_retired_ones():
+def test_saved_spec_fills_new_fields_and_drops_retired_ones():
     """A config saved by another version: fields it lacks take the schema's defaults, fields this
     version no longer has are dropped, saved values win."""
     from omegaconf import OmegaConf
 
-    from mbdpo_fast.config import default_config, saved_config
+    from mbdpo_fast.config import default_config, saved_spec
 
     saved = OmegaConf.to_container(default_config(task="walker-run", seed=7))
     del saved["energy_pairing"]
     saved["score_only_inference"] = False  # a retired field
-    cfg = saved_config(saved)
-    assert cfg.task == "walker-run" and cfg.seed == 7 and cfg.energy_pairing == "aligned"
-    assert "score_only_inference" not in cfg
+    cfg = saved_spec(saved, device="cpu")
+    assert cfg.task == "walker-run" and cfg.seed == 7 and cfg.energy_pairing == "aligned" and cfg.device == "cpu"
+    assert not hasattr(cfg, "score_only_inference")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 8
 
 
 def test_single_task_checkpoints_ignore_the_unused_task_dim():

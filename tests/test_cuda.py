@@ -132,11 +132,11 @@ def test_bf16_flags_on_cuda_stay_close_to_fp32():
 def test_multitask_bf16_update_with_gradient_checkpointing_on_cuda():
     """mt80 shapes, bf16 autocast: recomputing activations changes nothing beyond bf16 noise, and
     the peak memory of the update does not grow."""
-    from mbdpo_fast.config import default_config, finalize_tasks
+    from mbdpo_fast.config import default_config, resolve_tasks
 
     def run(ckpt):
         torch.manual_seed(0)
-        cfg = finalize_tasks(default_config(task="mt80", model_size=5, device="cuda", work_dir="unused",
+        cfg = resolve_tasks(default_config(task="mt80", model_size=5, device="cuda", work_dir="unused",
                                             bf16_update=True, grad_checkpoint=ckpt))
         agent = MBDPO(cfg)
         g = torch.Generator(device="cuda").manual_seed(0)

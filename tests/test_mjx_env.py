@@ -63,8 +63,7 @@ def test_episode_contract_auto_reset_and_terminal_obs(pendulum, pendulum_no_rese
     # nothing re-traced or re-compiled across 500 steps, an auto-reset and a reset()
     pendulum.reset()
     pendulum.step(torch.zeros(E, 1))
-    assert pendulum.trace_counts["step"] == 1 and pendulum.trace_counts["reset"] == 1
-    assert pendulum.compiled_step_count() == 1
+    assert pendulum.compiled_counts() == {"reset": 1, "step": 1}
 
 
 def test_bad_actions_and_unknown_tasks(pendulum):
@@ -84,7 +83,7 @@ def test_cheetah_run_steps_on_cpu():
     for _ in range(20):
         obs, r, term, trunc, info = env.step(torch.rand(8, 6) * 2 - 1)
     assert torch.isfinite(obs).all() and (r >= 0).all() and (r <= 2).all()  # two repeats of a [0, 1] reward
-    assert env.trace_counts["step"] == 1
+    assert env.compiled_counts()["step"] == 1
 
 
 @pytest.mark.mjx_all
@@ -95,4 +94,4 @@ def test_every_task_constructs_resets_and_steps(task):
     for _ in range(6):  # crosses one truncation and auto-reset
         obs, r, term, trunc, info = env.step(torch.rand(2, env.action_dim) * 2 - 1)
     assert obs.shape == (2, env.obs_dim) and torch.isfinite(obs).all() and torch.isfinite(r).all()
-    assert info["episode_length"].tolist() == [1, 1] and env.trace_counts["step"] == 1
+    assert info["episode_length"].tolist() == [1, 1] and env.compiled_counts()["step"] == 1

@@ -7,7 +7,7 @@ import torch
 
 from mbdpo_fast.agent import MBDPO
 from mbdpo_fast.batch import Batch
-from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.config import default_config, resolve_tasks
 from mbdpo_fast.errors import ConfigError
 from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
 from mbdpo_fast.envs.padded import PaddedEnv
@@ -21,17 +21,17 @@ TINY = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_sa
 
 
 def test_mt80_config_pads_and_sets_per_task_facts():
-    cfg = finalize_tasks(default_config(task="mt80", **TINY))
+    cfg = resolve_tasks(default_config(task="mt80", **TINY))
     assert cfg.multitask and list(cfg.tasks) == list(MT80)
     assert (cfg.obs_dim, cfg.action_dim) == (39, 6)
-    assert cfg.action_dims[0] == 6 and cfg.action_dims[4] == 2 and cfg.action_dims[30:] == [4] * 50
-    assert cfg.episode_lengths[:30] == [500] * 30 and cfg.episode_lengths[30:] == [100] * 50
+    assert cfg.action_dims[0] == 6 and cfg.action_dims[4] == 2 and cfg.action_dims[30:] == (4,) * 50
+    assert cfg.episode_lengths[:30] == (500,) * 30 and cfg.episode_lengths[30:] == (100,) * 50
     agent = MBDPO(cfg)
     # gamma = clip((L/5 - 1)/(L/5), 0.95, 0.995): 0.99 for 500 steps, 0.95 for 100
     assert torch.allclose(agent.discounts[:30], torch.tensor(0.99)) and torch.allclose(agent.discounts[30:], torch.tensor(0.95))
     masks = agent.model.action_masks
     assert masks.shape == (80, 6) and masks[4].tolist() == [1, 1, 0, 0, 0, 0] and masks[40].sum() == 4
-    mt30 = finalize_tasks(default_config(task="mt30", **TINY))
+    mt30 = resolve_tasks(default_config(task="mt30", **TINY))
     assert (mt30.obs_dim, mt30.action_dim, len(mt30.tasks)) == (24, 6, 30)
 
 
@@ -39,17 +39,17 @@ def test_task_list_errors():
     with pytest.raises(ConfigError, match="more than once"):
         expand(["mt30", "walker-run"])
     with pytest.raises(ConfigError, match="unknown task 'walker-rnu'"):
-        finalize_tasks(default_config(tasks=["walker-rnu", "cheetah-run"], **TINY))
+        resolve_tasks(default_config(tasks=["walker-rnu", "cheetah-run"], **TINY))
     with pytest.raises(ConfigError, match="at least 2 tasks"):
-        finalize_tasks(default_config(tasks=["cheetah-run"], **TINY))
+        resolve_tasks(default_config(tasks=["cheetah-run"], **TINY))
     with pytest.raises(ConfigError, match="smaller than the largest"):
-        finalize_tasks(default_config(tasks=["cheetah-run", "walker-run"], **TINY), obs_dim=20)
-    cfg = finalize_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup"], episode_length=50, **TINY))
-    assert cfg.episode_lengths == [50, 50] and cfg.obs_dims == [17, 3]
+        resolve_tasks(default_config(tasks=["cheetah-run", "walker-run"], **TINY), obs_dim=20)
+    cfg = resolve_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup"], episode_length=50, **TINY))
+    assert cfg.episode_lengths == (50, 50) and cfg.obs_dims == (17, 3)
 
 
 def test_multitask_update_and_masked_actions():
-    cfg = finalize_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup", "mw-reach"], **TINY))
+    cfg = resolve_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup", "mw-reach"], **TINY))
     agent = MBDPO(cfg)
     H, B = cfg.horizon, 16
     g = torch.Generator().manual_seed(0)
@@ -87,7 +87,7 @@ def test_gradient_checkpointing_gives_the_same_update(multitask):
     def run(flag):
         torch.manual_seed(0)
         if multitask:
-            cfg = finalize_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup"], grad_checkpoint=flag, **TINY))
+            cfg = resolve_tasks(default_config(tasks=["cheetah-run", "pendulum-swingup"], grad_checkpoint=flag, **TINY))
         else:
             cfg = tiny_config(grad_checkpoint=flag)
         agent = MBDPO(cfg)
@@ -114,7 +114,7 @@ def test_model_sizes_train_multitask(size):
     """The presets on mt80 shapes run a finite multi-task update (48 and 317 build in
     test_world_model's meta-device counts; their update is benchmarks/offline_update.py's, on a GPU)."""
     torch.manual_seed(0)
-    cfg = finalize_tasks(default_config(task="mt80", model_size=size, batch_size=8, device="cpu", work_dir="x"))
+    cfg = resolve_tasks(default_config(task="mt80", model_size=size, batch_size=8, device="cpu", work_dir="x"))
     agent = MBDPO(cfg)
     H, B = cfg.horizon, 8
     batch = Batch(torch.randn(H + 1, B, 39), (torch.rand(H, B, 6) * 2 - 1) * agent.model.action_masks[torch.arange(B) * 10],

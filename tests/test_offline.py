@@ -11,7 +11,7 @@ import torch
 
 from mbdpo_fast.agent import MBDPO
 from mbdpo_fast.data.checkpoint import load_checkpoint
-from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.config import default_config, resolve_tasks
 from mbdpo_fast.data.chunks import OfflineDataset
 from mbdpo_fast.finetune import finetune_config, load_pretrained
 
@@ -32,7 +32,7 @@ def test_offline_updates_reduce_the_loss(tmp_path):
                            task_names=TASKS)
     ds = OfflineDataset.load(tmp_path, tasks=TASKS)
     torch.manual_seed(0)
-    cfg = finalize_tasks(default_config(tasks=TASKS, **SMALL), ds.obs_dim, ds.action_dim)
+    cfg = resolve_tasks(default_config(tasks=TASKS, **SMALL), ds.obs_dim, ds.action_dim)
     agent = MBDPO(cfg)
     g = torch.Generator().manual_seed(0)
     losses = []
@@ -48,7 +48,7 @@ def test_offline_updates_reduce_the_loss(tmp_path):
 
 def pretrained_agent(tasks=TASKS):
     torch.manual_seed(0)
-    cfg = finalize_tasks(default_config(tasks=tasks, **SMALL))
+    cfg = resolve_tasks(default_config(tasks=tasks, **SMALL))
     agent = MBDPO(cfg)
     for p in agent.model.parameters():  # anything but the initialisation
         p.data.add_(0.01 * torch.randn_like(p))
@@ -60,9 +60,9 @@ def test_finetune_keeps_the_pretrained_model(task):
     """A seen task keeps every tensor; an unseen one (hopper-stand: (15, 4) fits (17, 6)) gets a
     new, freshly initialised embedding row, its own action mask and discount."""
     pcfg, pretrained = pretrained_agent()
-    payload_cfg = {**dict(pcfg), "tasks": list(pcfg.tasks)}
+    payload_cfg = pcfg.to_dict()
     cfg = default_config(task=task, device="cpu", work_dir="unused", model_size=5)  # model fields get replaced
-    seen = finetune_config(cfg, payload_cfg)
+    cfg, seen = finetune_config(cfg, payload_cfg)
     assert seen == 2 and cfg.mlp_dim == 32 and (cfg.obs_dim, cfg.action_dim) == (17, 6)
     torch.manual_seed(1)
     agent = MBDPO(cfg)
@@ -83,7 +83,7 @@ def test_finetune_keeps_the_pretrained_model(task):
 
 def test_finetune_refuses_what_cannot_fit():
     pcfg, _ = pretrained_agent()
-    payload_cfg = {**dict(pcfg), "tasks": list(pcfg.tasks)}
+    payload_cfg = pcfg.to_dict()
     from mbdpo_fast.errors import ConfigError
     with pytest.raises(ConfigError, match="smaller than the largest"):  # walker-run's obs are 24-d
         finetune_config(default_config(task="walker-run", device="cpu", work_dir="x"), payload_cfg)
@@ -193,7 +193,7 @@ def test_offline_resume_is_exact(tmp_path):
     ds = OfflineDataset.load(tmp_path / "d", tasks=TASKS)
 
     def trainer(work, steps):
-        cfg = finalize_tasks(default_config(tasks=TASKS, steps=steps, eval_episodes=0, checkpoint_freq=20,
+        cfg = resolve_tasks(default_config(tasks=TASKS, steps=steps, eval_episodes=0, checkpoint_freq=20,
                                             log_every=10, progress_bar=False, **{**SMALL, "work_dir": str(work)}),
                              ds.obs_dim, ds.action_dim)
         torch.manual_seed(cfg.seed)

@@ -10,7 +10,7 @@ from mbdpo_fast import functional as fn
 from mbdpo_fast import planner as planner_mod
 from mbdpo_fast.agent import MBDPO, reference_pairing
 from mbdpo_fast.batch import Batch
-from mbdpo_fast.config import default_config, finalize_tasks
+from mbdpo_fast.config import default_config, resolve_tasks
 from mbdpo_fast.errors import ConfigError
 from mbdpo_fast.diffusion import mc_score, weight_all
 from mbdpo_fast.planner import DiffusionPlanner
@@ -283,12 +283,12 @@ TINY = dict(model_size=1, enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_sa
 
 
 def test_task_dim_is_64_for_mt30_and_96_otherwise():
-    assert finalize_tasks(default_config(task="mt30", **TINY)).task_dim == 64
-    assert finalize_tasks(default_config(task="mt80", **TINY)).task_dim == 96
-    assert finalize_tasks(default_config(tasks=list(MT30), **TINY)).task_dim == 64
-    assert finalize_tasks(default_config(tasks=list(MT80[:40]), **TINY)).task_dim == 96
-    assert finalize_tasks(default_config(tasks=["walker-walk", "cheetah-run"], **TINY)).task_dim == 96
-    assert finalize_tasks(default_config(task="mt30", task_dim=32, **TINY)).task_dim == 32
+    assert resolve_tasks(default_config(task="mt30", **TINY)).task_dim == 64
+    assert resolve_tasks(default_config(task="mt80", **TINY)).task_dim == 96
+    assert resolve_tasks(default_config(tasks=list(MT30), **TINY)).task_dim == 64
+    assert resolve_tasks(default_config(tasks=list(MT80[:40]), **TINY)).task_dim == 96
+    assert resolve_tasks(default_config(tasks=["walker-walk", "cheetah-run"], **TINY)).task_dim == 96
+    assert resolve_tasks(default_config(task="mt30", task_dim=32, **TINY)).task_dim == 32
     assert tiny_config().task_dim == 0  # single task: no embedding
-    m = WorldModel(finalize_tasks(default_config(task="mt30", **TINY)))
+    m = WorldModel(resolve_tasks(default_config(task="mt30", **TINY)))
     assert tuple(m.task_emb.weight.shape) == (30, 64)

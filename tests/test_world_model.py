@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mbdpo_fast.config import MODEL_SIZE, default_config, finalize
+from mbdpo_fast.config import MODEL_SIZE, default_config, resolve
 from mbdpo_fast.layers import EnsembleMLP
 from mbdpo_fast.world_model import WorldModel
 
@@ -35,7 +35,7 @@ def test_preset_parameter_counts(size):
     """cheetah-run shapes (obs 17, A 6). Sizes 5..317 land within 15% of their names. Preset 1 is
     1.41M: TD-MPC2's own '1M' preset counts 1.44M under the same architecture on its mt80 shapes
     (see test_presets_match_tdmpc2_on_mt80), so that name is nominal."""
-    cfg = finalize(default_config(model_size=size), 17, 6)
+    cfg = resolve(default_config(model_size=size), 17, 6)
     with torch.device("meta"):
         model = WorldModel(cfg)
     n = model.num_parameters()
@@ -50,7 +50,7 @@ def test_preset_parameter_counts(size):
 def test_presets_match_tdmpc2_on_mt80(size):
     """Without F, on mt80 shapes (80 tasks, obs 39, A 6, 96-d embedding) the model is TD-MPC2's:
     its 19/48/317M presets come out at their names within 3%."""
-    cfg = finalize(default_config(model_size=size, tasks=[f"t{i}" for i in range(80)]), 39, 6)
+    cfg = resolve(default_config(model_size=size, tasks=[f"t{i}" for i in range(80)]), 39, 6)
     with torch.device("meta"):
         model = WorldModel(cfg)
     p = MODEL_SIZE[size]

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from ..config import RunSpec
 
 from ..errors import CheckpointError
 
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def check_compatible(saved_cfg: dict, cfg: DictConfig, path: str | os.PathLike = "checkpoint") -> None:
+def check_compatible(saved_cfg: dict, cfg: RunSpec, path: str | os.PathLike = "checkpoint") -> None:
     """Raise CheckpointError naming every shape field on which the checkpoint and cfg disagree."""
     # task_dim only shapes a multi-task model (single-task configs once stored an unused 96).
     keys = [k for k in SHAPE_KEYS if k != "task_dim" or cfg.get("multitask") or saved_cfg.get("multitask")]
@@ -79,8 +79,8 @@ def check_compatible(saved_cfg: dict, cfg: DictConfig, path: str | os.PathLike =
                               f"model_size {saved_cfg.get('model_size')}):\n  " + "\n  ".join(bad))
 
 
-def config_to_dict(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)
+def config_to_dict(cfg) -> dict:
+    return cfg.to_dict()
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -99,7 +99,7 @@ def set_rng_state(state: dict, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict, step: int) -> Path:
+def save_run(work_dir: Path, cfg: RunSpec, agent, buffer, trainer_state: dict, step: int) -> Path:
     """Write the replay file (if cfg.save_replay and there is a buffer), then the checkpoint naming
     it, then drop older replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
     work_dir = Path(work_dir)
@@ -117,7 +117,7 @@ def save_run(work_dir: Path, cfg: DictConfig, agent, buffer, trainer_state: dict
     return path
 
 
-def load_run(path: str | os.PathLike, cfg: DictConfig, agent, buffer) -> dict:
+def load_run(path: str | os.PathLike, cfg: RunSpec, agent, buffer) -> dict:
     """Validate and load a checkpoint into agent and buffer, restore the torch RNG; returns the
     trainer state saved with it."""
     payload = load_checkpoint(path)

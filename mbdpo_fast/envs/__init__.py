@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
+    from ..config import RunSpec
 
-def make_env(cfg: DictConfig, num_envs: int, seed: int, backend: str | None = None, task: str | None = None):
+def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None, task: str | None = None):
     """E = num_envs copies of `task` (default cfg.task; seeded seed, seed + 1, ...) on `backend`
     (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset)."""
     from ..config import resolve_device, unset_to_none
@@ -30,7 +30,7 @@ def make_env(cfg: DictConfig, num_envs: int, seed: int, backend: str | None = No
 
     backend, task = backend or cfg.env_backend, task or cfg.task
     multitask = bool(cfg.get("multitask"))
-    if multitask:  # a finalized multi-task config holds every task's own repeat and length
+    if multitask:  # a multi-task spec holds every task's own repeat and length
         i = list(cfg.tasks).index(task)
         repeat, length = int(cfg.action_repeats[i]), int(cfg.episode_lengths[i])
     else:
@@ -54,8 +54,8 @@ def make_env(cfg: DictConfig, num_envs: int, seed: int, backend: str | None = No
     return env
 
 
-def make_eval_envs(cfg: DictConfig) -> dict:
-    """name -> batched evaluation env of a finalized cfg (empty at eval_episodes = 0): one copy
+def make_eval_envs(cfg: RunSpec) -> dict:
+    """name -> batched evaluation env of a run spec (empty at eval_episodes = 0): one copy
     running the episodes one after another at num_envs = 1 (the paper's protocol), else
     eval_episodes copies at once; with env_backend=mjx also dm_control's own task (dmc_eval)."""
     if cfg.eval_episodes == 0:

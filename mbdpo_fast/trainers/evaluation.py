@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
+from ..config import RunSpec
 from ..envs import make_env
 from ..task_registry import normalized_score, suite_of
 
@@ -70,7 +70,7 @@ class TaskResult:
         return d
 
 
-def evaluate_task(agent, cfg: DictConfig, index: int, episodes: int, seed: int) -> TaskResult:
+def evaluate_task(agent, cfg: RunSpec, index: int, episodes: int, seed: int) -> TaskResult:
     """`episodes` episodes, one after another, of cfg.tasks[index] (single-task configs: index 0,
     cfg.task) on its CPU environment (padded to the model's dims when multi-task)."""
     task = cfg.tasks[index] if cfg.multitask else cfg.task
@@ -84,7 +84,7 @@ def evaluate_task(agent, cfg: DictConfig, index: int, episodes: int, seed: int) 
                       normalized_score(task, res["reward"], res["success"]))
 
 
-def evaluate_tasks(agent, cfg: DictConfig, indices: list[int], episodes: int, seed: int) -> list[TaskResult]:
+def evaluate_tasks(agent, cfg: RunSpec, indices: list[int], episodes: int, seed: int) -> list[TaskResult]:
     """Evaluate each task of `indices` (positions in cfg.tasks) for `episodes` episodes."""
     return [evaluate_task(agent, cfg, i, episodes, seed + 7919 * i) for i in indices]
 

@@ -9,7 +9,7 @@ import csv
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from ..config import RunSpec
 
 
 class CSVLog:
@@ -46,7 +46,7 @@ TRAIN_FIELDS = ["step", "episode", "episode_reward", "elapsed_s", "env_steps_per
 
 
 class Logger:
-    def __init__(self, cfg: DictConfig, work_dir: Path, with_success: bool = False,
+    def __init__(self, cfg: RunSpec, work_dir: Path, with_success: bool = False,
                  eval_fields: list[str] | None = None, train_fields: list[str] | None = None):
         """eval_fields / train_fields replace the online trainers' columns (offline pretraining)."""
         self.work_dir = Path(work_dir)
@@ -64,7 +64,7 @@ class Logger:
                                    "pip install 'mbdpo_fast[wandb]' or set wandb.mode=disabled") from None
             self._wandb = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
                                      mode=cfg.wandb.mode, dir=str(self.work_dir), name=f"{cfg.task}-s{cfg.seed}",
-                                     config=OmegaConf.to_container(cfg, resolve=True), resume="allow")
+                                     config=cfg.to_dict(), resume="allow")
 
     def truncate_after(self, step: int) -> None:
         self.eval.truncate_after(step)

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
+from ..config import RunSpec
 from ..agent import MBDPO
 from ..batch import Batch
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
@@ -31,8 +31,8 @@ TASK_FIELDS = ["step", "task", "index", "mean_return", "success", "score"]
 
 
 class OfflineTrainer:
-    def __init__(self, cfg: DictConfig, dataset, work_dir: str | Path, dist_ctx=None):
-        """cfg: finalized (finalize_tasks for multi-task); dataset: data.chunks.OfflineDataset whose
+    def __init__(self, cfg: RunSpec, dataset, work_dir: str | Path, dist_ctx=None):
+        """cfg: the run spec (config.resolve_tasks for multi-task); dataset: data.chunks.OfflineDataset whose
         task ids index cfg.tasks; dist_ctx: distributed.DistContext under torchrun, else None."""
         self.cfg, self.dataset, self.ctx = cfg, dataset, dist_ctx
         self.work_dir = Path(work_dir)

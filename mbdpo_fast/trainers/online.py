@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
+from ..config import RunSpec
 from ..agent import MBDPO
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
@@ -41,8 +41,8 @@ from .timing import RegionTimer
 
 
 class OnlineTrainer:
-    def __init__(self, cfg: DictConfig, env, work_dir: str | Path, eval_envs: dict | None = None):
-        """cfg: the finalized run config; env: a batched env (envs/batched.py) of cfg.num_envs copies;
+    def __init__(self, cfg: RunSpec, env, work_dir: str | Path, eval_envs: dict | None = None):
+        """cfg: the run spec (config.RunSpec); env: a batched env (envs.make_env) of cfg.num_envs copies;
         eval_envs: name -> batched env for evaluation ({} or None: no evaluation), the first one's
         results going to eval.csv. A multi-task model trains on cfg.task, one of cfg.tasks (its
         environments are padded to the model's dims; actions and replay carry the task's index)."""

@@ -20,7 +20,6 @@ terminal observation; DM Control tasks have no terminal states, so `terminated` 
 """
 from __future__ import annotations
 
-from collections import Counter
 
 import jax
 import jax.numpy as jp
@@ -43,7 +42,6 @@ class MJXVecEnv:
         self._lo = jp.asarray(m.actuator_ctrlrange[:, 0], dtype=jp.float32)
         self._hi = jp.asarray(m.actuator_ctrlrange[:, 1], dtype=jp.float32)
         self.obs_dim = int(self.env.observation_size)
-        self.trace_counts: Counter = Counter()  # incremented only while JAX traces
         self._reset_fn = jax.jit(self._reset_batch, device=self.jax_device)
         self._step_fn = jax.jit(self._step_batch, device=self.jax_device)
         self._key = jax.random.PRNGKey(seed)
@@ -52,7 +50,6 @@ class MJXVecEnv:
 
     # ---------------------------------------------------------------- pure JAX (traced once)
     def _reset_batch(self, key):
-        self.trace_counts["reset"] += 1
         keys = jax.random.split(key, self.num_envs + 1)
         state = jax.vmap(self.env.reset)(keys[1:])
         E = self.num_envs
@@ -61,7 +58,6 @@ class MJXVecEnv:
         return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
 
     def _step_batch(self, carry, action):
-        self.trace_counts["step"] += 1
         a = self._lo + (jp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self._hi - self._lo)
         vstep = jax.vmap(self.env.step)
 
@@ -125,6 +121,7 @@ class MJXVecEnv:
         info = {k: out[k] for k in ("terminal_obs", "episode_return", "episode_length", "done", "physics_error")}
         return out["obs"], out["reward"], out["terminated"], out["truncated"], info
 
-    def compiled_step_count(self) -> int:
-        """Distinct compiled versions of the step (1 after warm-up if nothing re-traces)."""
-        return self._step_fn._cache_size()
+    def compiled_counts(self) -> dict[str, int]:
+        """Distinct compiled versions of the jitted reset and step ({"reset": 1, "step": 1} after
+        warm-up when nothing re-traces)."""
+        return {"reset": self._reset_fn._cache_size(), "step": self._step_fn._cache_size()}
