@@ -1,8 +1,8 @@
 """dm_control tasks under TD-MPC2's names and conventions.
 
-Conventions (docs/algorithm.md section 6): actions in [-1, 1] rescaled to the task's bounds, action
-repeat 2 with the rewards of the repeats summed, 500 agent steps per episode (truncation, not
-termination), observations flattened in dm_control's order into float32.
+Conventions (docs/algorithm.md section 6): actions in [-1, 1] rescaled to the task's bounds,
+observations flattened in dm_control's order into float32. Action repeat (2, rewards summed) and
+the 500-step time limit (truncation, not termination) are the wrappers of wrappers.py.
 """
 from __future__ import annotations
 
@@ -43,20 +43,20 @@ def load_dmc(task: str, seed: int):
 
 
 class DMControlEnv:
-    """One dm_control task. reset() -> obs [obs_dim]; step(a [A]) -> obs, reward, terminated,
-    truncated, info (numpy float32 observations, float reward)."""
+    """One dm_control task, one control step per call. reset() -> obs [obs_dim]; step(a [A]) ->
+    obs, reward, terminated, truncated, info (numpy float32 observations, float reward; terminated
+    where dm_control's episode ends with discount 0, truncated where its own time limit ends it)."""
 
     suite_name = "dmcontrol"
+    has_success = False
 
-    def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 500):
+    def __init__(self, task: str, seed: int):
         self.task = task
         self._env = load_dmc(task, seed)
         spec = self._env.action_spec()
         self._lo, self._hi = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         self.action_dim = int(spec.shape[0])
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
-        self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
-        self._t = 0
 
     @property
     def physics(self):
@@ -72,19 +72,10 @@ class DMControlEnv:
         return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in observation.values()])
 
     def reset(self) -> np.ndarray:
-        self._t = 0
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray):
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_dim), -1.0, 1.0)
-        a = self._lo + (a + 1.0) * 0.5 * (self._hi - self._lo)
-        reward, ts = 0.0, None
-        for _ in range(self.action_repeat):
-            ts = self._env.step(a)
-            reward += float(ts.reward or 0.0)
-            if ts.last():
-                break
-        self._t += 1
+        ts = self._env.step(self._lo + (a + 1.0) * 0.5 * (self._hi - self._lo))
         terminated = bool(ts.last() and ts.discount == 0.0)
-        truncated = (not terminated) and (ts.last() or self._t >= self.episode_length)
-        return self._flatten(ts.observation), reward, terminated, truncated, {}
+        return self._flatten(ts.observation), float(ts.reward or 0.0), terminated, ts.last() and not terminated, {}

@@ -11,12 +11,14 @@ Conventions (TD-MPC2):
   repeat 2 with rewards summed, 100 agent steps per episode, success = info["success"].
 - MyoSuite `myo-*`: no action repeat, 100 agent steps per episode regardless of the suite's own
   limits and early terminations (as TD-MPC2's wrapper ignores them), success = info["solved"].
+Action repeat and episode length are the wrappers of wrappers.py, applied by make_suite_env.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...task_registry import METAWORLD, get
+from .wrappers import ActionRepeat, TimeLimit
 
 
 # TD-MPC2 name -> MyoSuite environment id (the task list is the registry's).
@@ -29,36 +31,29 @@ MYOSUITE_IDS = {
 }
 
 
-class _RepeatedSuiteEnv:
-    """Shared step of the suite adapters: `action_repeat` raw steps with rewards summed, truncation
-    after `episode_length` agent steps, the suite's own terminations ignored (TD-MPC2). Subclasses
-    set `_env` and define `_success(info) -> float`."""
+class _SuiteAdapter:
+    """Shared step of the MetaWorld/MyoSuite adapters: one simulator step of the clipped action;
+    the suite's own terminations and time limits ignored (TD-MPC2: fixed-length episodes, cut by
+    wrappers.TimeLimit). Subclasses set `_env` and define `_success(info) -> float`."""
 
     has_success = True
 
-    def _init_dims(self, action_repeat: int, episode_length: int) -> None:
+    def _init_dims(self) -> None:
         self.obs_dim = int(self._env.observation_space.shape[0])
         self.action_dim = int(self._env.action_space.shape[0])
-        self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
-        self._t = 0
 
     def step(self, action):
         a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
-        reward, info = 0.0, {}
-        for _ in range(self.action_repeat):
-            obs, r, _, _, info = self._env.step(a.copy())
-            reward += float(r)
-        self._t += 1
-        return (np.asarray(obs, dtype=np.float32), reward, False, self._t >= self.episode_length,
-                {"success": self._success(info)})
+        obs, r, _, _, info = self._env.step(a.copy())
+        return np.asarray(obs, dtype=np.float32), float(r), False, False, {"success": self._success(info)}
 
 
-class MetaWorldEnv(_RepeatedSuiteEnv):
+class MetaWorldEnv(_SuiteAdapter):
     """reset() -> obs [39]; step(a [4]) -> obs, reward, terminated, truncated, info{"success"}."""
 
     suite_name = "metaworld"
 
-    def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 100):
+    def __init__(self, task: str, seed: int):
         from metaworld import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE as GOAL_OBSERVABLE
 
         name = task[len("mw-"):]
@@ -68,56 +63,56 @@ class MetaWorldEnv(_RepeatedSuiteEnv):
         self._env = GOAL_OBSERVABLE[f"{name}-v3-goal-observable"](seed=seed)
         self._env._freeze_rand_vec = False  # a new goal/object layout at every reset
         self._env.seeded_rand_vec = True  # drawn from the env's seeded generator
-        self._init_dims(action_repeat, episode_length)
+        self._init_dims()
 
     def _success(self, info: dict) -> float:
         return float(info["success"])
 
     def reset(self) -> np.ndarray:
-        self._t = 0
         obs, _ = self._env.reset()
         self._env.step(np.zeros(self.action_dim, dtype=np.float32))
         return obs.astype(np.float32)
 
 
-class MyoSuiteEnv(_RepeatedSuiteEnv):
+class MyoSuiteEnv(_SuiteAdapter):
     """reset() -> obs; step(a) -> obs, reward, terminated, truncated, info{"success"}."""
 
     suite_name = "myosuite"
 
-    def __init__(self, task: str, seed: int, action_repeat: int = 1, episode_length: int = 100):
+    def __init__(self, task: str, seed: int, max_steps: int = 101):
         import myosuite  # noqa: F401  (registers the environments)
         from myosuite.utils import gym as gym_utils
 
         if task not in MYOSUITE_IDS:
             raise KeyError(task)
         self.task = task
-        # The suite's own TimeLimit is lifted to our episode length; its early terminations are
-        # ignored, as TD-MPC2's wrapper does (fixed-length episodes).
-        self._env = gym_utils.make(MYOSUITE_IDS[task], max_episode_steps=episode_length + 1)
+        # The suite's own TimeLimit is lifted past our episode (max_steps simulator steps); its
+        # early terminations are ignored, as TD-MPC2's wrapper does (fixed-length episodes).
+        self._env = gym_utils.make(MYOSUITE_IDS[task], max_episode_steps=max_steps)
         self._seed = seed
-        self._init_dims(action_repeat, episode_length)
+        self._init_dims()
 
     def _success(self, info: dict) -> float:
         return float(bool(info["solved"]))
 
     def reset(self) -> np.ndarray:
-        self._t = 0
         obs, _ = self._env.reset(seed=self._seed)
         self._seed = None  # seed the first reset only; later resets continue the stream
         return np.asarray(obs, dtype=np.float32)
 
 
 def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
-    """Any task by name, in this process (KeyError if unknown to its suite)."""
+    """Any task by name, in this process, with TD-MPC2's action repeat and time limit (the suite's
+    unless given): TimeLimit(ActionRepeat(adapter, action_repeat), episode_length)."""
     row = get(task)
-    suite = row.suite
-    repeat = row.action_repeat if action_repeat is None else action_repeat
-    length = row.episode_length if episode_length is None else episode_length
-    if suite == "metaworld":
-        return MetaWorldEnv(task, seed, repeat, length)
-    if suite == "myosuite":
-        return MyoSuiteEnv(task, seed, repeat, length)
-    from .dmcontrol import DMControlEnv
+    repeat = row.action_repeat if action_repeat is None else int(action_repeat)
+    length = row.episode_length if episode_length is None else int(episode_length)
+    if row.suite == "metaworld":
+        adapter = MetaWorldEnv(task, seed)
+    elif row.suite == "myosuite":
+        adapter = MyoSuiteEnv(task, seed, max_steps=length * repeat + 1)
+    else:
+        from .dmcontrol import DMControlEnv
 
-    return DMControlEnv(task, seed, repeat, length)
+        adapter = DMControlEnv(task, seed)
+    return TimeLimit(ActionRepeat(adapter, repeat), length)

@@ -1,0 +1,62 @@
+"""TD-MPC2's episode conventions for the CPU suites, written once as wrappers over a suite
+adapter (dmcontrol.py, suites.py) that steps the simulator once per call:
+
+    TimeLimit(ActionRepeat(adapter, k), L)
+
+ActionRepeat plays each action k times, summing the rewards, and stops early where the adapter's
+episode ends; TimeLimit truncates after L agent steps. Auto-reset is the vector env's
+(gymnasium's same-step auto-reset, or the suite worker's). Both wrappers pass every other
+attribute (obs_dim, action_dim, random_state, physics, has_success, ...) through to the adapter.
+Imports nothing but the standard library (suite workers run it under other interpreters).
+"""
+from __future__ import annotations
+
+
+class _Wrapper:
+    def __init__(self, env):
+        self.env = env
+
+    def __getattr__(self, name):  # only called for attributes not found on the wrapper
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def reset(self):
+        return self.env.reset()
+
+
+class ActionRepeat(_Wrapper):
+    """step(a): `action_repeat` adapter steps with a, rewards summed; the last step's observation,
+    flags and info; fewer steps if the adapter's episode ends first."""
+
+    def __init__(self, env, action_repeat: int):
+        super().__init__(env)
+        self.action_repeat = int(action_repeat)
+
+    def step(self, action):
+        reward = 0.0
+        for _ in range(self.action_repeat):
+            obs, r, terminated, truncated, info = self.env.step(action)
+            reward += r
+            if terminated or truncated:
+                break
+        return obs, reward, terminated, truncated, info
+
+
+class TimeLimit(_Wrapper):
+    """Truncate the episode after `episode_length` agent steps (unless it terminated)."""
+
+    def __init__(self, env, episode_length: int):
+        super().__init__(env)
+        self.episode_length = int(episode_length)
+        self._t = 0
+
+    def reset(self):
+        self._t = 0
+        return self.env.reset()
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._t += 1
+        truncated = (not terminated) and (truncated or self._t >= self.episode_length)
+        return obs, reward, terminated, truncated, info
