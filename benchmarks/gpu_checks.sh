@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4, 5 and 6 in one device command (about 10 minutes on an H100), from the
+# The GPU checks of the fast mode, the Triton kernels and multi-task training in one device command (about 10 minutes on an H100), from the
 # repository root with the wheels carried (`bash ../shared/tools/device-wheels.sh dmc`, carry .whl):
 #   GIT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_checks.sh [tests|rates|e2e|profile|offline ...]
 # Writes CSV/PNG under $OUT (default /tmp/out); copy them to benchmarks/results/ (step_rate/, denoise_profile/, offline_update/).

@@ -1,5 +1,5 @@
-"""Learning check on CPU: the paper's single-environment trainer (one update per agent step) at a
-CPU-sized profile on two dense-reward dm_control tasks over several seeds, with the reference code's
+"""Learning check on CPU: the paper's mode of the online loop (one environment, one update per
+agent step) at a CPU-sized profile on two dense-reward dm_control tasks over several seeds, with the reference code's
 energy pairing (`energy_pairing=reference`, the behaviour behind the published curves).
 
     python benchmarks/learning_check.py                       # 2 tasks x 3 seeds, 2 runs at a time

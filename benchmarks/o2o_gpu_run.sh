@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline-to-online on one GPU in one device command (issue 6's evidence), from the repository root
+# Offline-to-online on one GPU in one device command (collect, pretrain, fine-tune, compare), from the repository root
 # with the wheels carried (`bash ../shared/tools/device-wheels.sh dmc`, carry .whl):
 #   GIT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/o2o_gpu_run.sh [COLLECT_S] [PRETRAIN_S] [FINETUNE_S]
 # 1. collect: online runs on cheetah-run and walker-walk (paper settings) for COLLECT_S seconds each,

@@ -141,6 +141,16 @@ def test_pipeline_online_dataset_pretrain_finetune_evaluate(tmp_path):
     ck = load_checkpoint(fin / "checkpoint.pt")
     assert ck["config"]["tasks"] == TASKS + ["hopper-stand"] and ck["trainer"]["step"] == 100
     assert [int(r["step"]) for r in read_csv(fin / "eval.csv")] == [0, 100]
+    # ... and with 2 environments (worker processes) in the same online loop
+    fin2 = tmp_path / "fin2"
+    p = run_cli("mbdpo_fast.finetune", MODEL + [f"checkpoint={pre / 'checkpoint.pt'}", "task=pendulum-swingup",
+                                                "num_envs=2", "steps=80", "seed_steps=40", "episode_length=20",
+                                                "batch_size=16", "eval_freq=80", "eval_episodes=2", "log_every=10",
+                                                f"hydra.run.dir={fin2}"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "pendulum-swingup (seen task)" in p.stdout
+    assert [int(r["step"]) for r in read_csv(fin2 / "eval.csv")] == [0, 80]
+    assert [int(r["step"]) for r in read_csv(fin2 / "train.csv")] == [20, 40, 60, 80]
 
     # 4. evaluate: the fine-tuned checkpoint on two of its tasks; the pretrained one refuses an unseen task
     out = tmp_path / "ev.csv"

@@ -1,5 +1,5 @@
 """The CPU suites' episode conventions (envs/cpu/wrappers.py) on a scripted adapter."""
-from mbdpo_fast.envs.cpu.wrappers import ActionRepeat, TimeLimit
+from mbdpo_fast.envs.cpu.wrappers import ActionRepeat, AutoReset, TimeLimit
 
 
 class Scripted:
@@ -41,3 +41,12 @@ def test_time_limit_truncates_unless_terminated():
     env.reset()
     env.step(0.0)
     assert env.step(0.0)[2:4] == (True, False)  # terminated, not truncated
+
+
+def test_auto_reset_hands_out_the_next_first_observation():
+    env = AutoReset(TimeLimit(Scripted(), 2))
+    env.reset()
+    assert env.step(0.0) == ([1.0], 1.0, False, False, {"t": 1})
+    obs, r, term, trunc, info = env.step(0.0)
+    assert obs == [0.0] and trunc and info["final_obs"] == [2.0] and info["final_info"] == {"t": 2}
+    assert env.step(0.0)[0] == [1.0]  # the new episode

@@ -111,10 +111,12 @@ def _remove_stale(directory: Path, keep: list[Path]) -> None:
 def replay_to_chunks(buffer, directory: str | Path, task_names: list[str], episode_slots: int | None = None,
                      episodes_per_chunk: int = 1000, task_index: int | None = None) -> list[Path]:
     """Every complete episode in `buffer` (a ReplayBuffer, all streams) as chunks in `directory`,
-    task ids from buffer.task when it is multi-task, else task_index (default 0)."""
-    return export_slots(directory, buffer.obs, buffer.action, buffer.reward, buffer.step, buffer.ptr, task_names,
-                        task=buffer.task, episode_slots=episode_slots, episodes_per_chunk=episodes_per_chunk,
-                        task_index=task_index)
+    task ids from the buffer's when it is multi-task, else task_index (default 0). Reads the
+    buffer's state_dict (the format its replay files have), not its storage."""
+    state = buffer.state_dict()
+    return export_slots(directory, state["obs"], state["action"], state["reward"], state["step"], state["ptr"],
+                        task_names, task=state.get("task"), episode_slots=episode_slots,
+                        episodes_per_chunk=episodes_per_chunk, task_index=task_index)
 
 
 def export_training_replay(cfg, buffer, work_dir: str | Path) -> list[Path]:

@@ -23,8 +23,9 @@ from ..errors import ConfigError
 from .common import check_finite, progress_bar
 from .evaluation import evaluate_tasks, summarize
 from .logger import CSVLog, Logger
+from .timing import RegionTimer
 
-TRAIN_FIELDS = ["step", "elapsed_s", "updates_per_s", "total_loss", "consistency_loss", "reward_loss", "value_loss",
+TRAIN_FIELDS = ["step", "elapsed_s", "updates_per_s", "update_ms", "total_loss", "consistency_loss", "reward_loss", "value_loss",
                 "energy_loss", "pi_loss", "pi_entropy", "grad_norm", "q_scale", "energy_mu", "energy_sigma"]
 EVAL_FIELDS = ["step", "score", "score_dmcontrol", "score_metaworld", "score_myosuite", "seed"]
 TASK_FIELDS = ["step", "task", "index", "mean_return", "success", "score"]
@@ -43,6 +44,7 @@ class OfflineTrainer:
         self.agent = MBDPO(cfg)
         self.device = self.agent.device
         self.generator = torch.Generator(device=dataset.device).manual_seed(cfg.seed * 1_000_003 + self.rank)
+        self.timer = RegionTimer(self.device)
         self.step, self.elapsed = 0, 0.0
         self.last_eval: int | None = None
         self.main = self.rank == 0
@@ -129,7 +131,8 @@ class OfflineTrainer:
                     summary = self.evaluate()
                     if summary:
                         pbar.set_postfix(score=f"{summary['score']:.1f}", refresh=False)
-                metrics = self.agent.update(self.sample())
+                with self.timer.region("update"):
+                    metrics = self.agent.update(self.sample())
                 self.step += 1
                 pbar.update(1)
                 self.elapsed = time.perf_counter() - start_wall
@@ -164,8 +167,10 @@ class OfflineTrainer:
                 values["loss_on_another_rank"] = float("nan")
         check_finite(values, self.step, self.checkpoint_path)
         now = time.perf_counter()
+        update_ms = self.timer.mean_ms().get("update", float("nan"))  # every rank: clears its events
         if self.main:
             rate = (self.step - window[0]) / max(now - window[1], 1e-9)
             self.logger.log_train({"step": self.step, "elapsed_s": float(self.elapsed), "updates_per_s": float(rate),
+                                   "update_ms": update_ms,
                                    **{k: v for k, v in values.items() if k in TRAIN_FIELDS}})
         return self.step, now

@@ -22,8 +22,9 @@ def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
     conn = Client(address, authkey=authkey)
     try:
         from mbdpo_fast.envs.cpu.suites import make_suite_env
+        from mbdpo_fast.envs.cpu.wrappers import AutoReset
 
-        env = make_suite_env(args["task"], args["seed"], args.get("action_repeat"), args.get("episode_length"))
+        env = AutoReset(make_suite_env(args["task"], args["seed"], args.get("action_repeat"), args.get("episode_length")))
         conn.send(("ready", index, env.obs_dim, env.action_dim))
     except BaseException:
         conn.send(("error", index, traceback.format_exc()))
@@ -36,10 +37,7 @@ def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
                 conn.send(("ok", env.reset()))
             elif msg[0] == "step":
                 obs, reward, terminated, truncated, info = env.step(msg[1])
-                final_obs, final_info = None, None
-                if terminated or truncated:
-                    final_obs, final_info = obs, info
-                    obs = env.reset()
+                final_obs, final_info = info.pop("final_obs", None), info.pop("final_info", None)
                 conn.send(("ok", (obs, reward, terminated, truncated, info, final_obs, final_info)))
             elif msg[0] == "close":
                 conn.close()

@@ -4,8 +4,8 @@ adapter (dmcontrol.py, suites.py) that steps the simulator once per call:
     TimeLimit(ActionRepeat(adapter, k), L)
 
 ActionRepeat plays each action k times, summing the rewards, and stops early where the adapter's
-episode ends; TimeLimit truncates after L agent steps. Auto-reset is the vector env's
-(gymnasium's same-step auto-reset, or the suite worker's). Both wrappers pass every other
+episode ends; TimeLimit truncates after L agent steps. Auto-reset follows gymnasium's same-step
+convention: gymnasium's vector envs do it for dm_control, AutoReset below for the suite workers. Both wrappers pass every other
 attribute (obs_dim, action_dim, random_state, physics, has_success, ...) through to the adapter.
 Imports nothing but the standard library (suite workers run it under other interpreters).
 """
@@ -59,4 +59,17 @@ class TimeLimit(_Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._t += 1
         truncated = (not terminated) and (truncated or self._t >= self.episode_length)
+        return obs, reward, terminated, truncated, info
+
+
+class AutoReset(_Wrapper):
+    """Same-step auto-reset (gymnasium's convention): a step that ends the episode resets the env
+    and returns the next episode's first observation; the terminal observation and info are
+    info["final_obs"] and info["final_info"]."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "final_obs": obs, "final_info": info}
+            obs = self.env.reset()
         return obs, reward, terminated, truncated, info
