@@ -1,7 +1,7 @@
 """Cost of the planner against the sample count N, per backend: torch eager, torch compiled (one
 denoising step compiled + CUDA graphs + bf16) and Triton (fused kernels + CUDA graphs + bf16).
 
-    python benchmarks/denoise_profile.py --csv benchmarks/results/denoise_profile/denoise.csv --png benchmarks/results/denoise_profile/denoise.png
+    python benchmarks/denoise_profile.py --csv /tmp/denoise.csv --png /tmp/denoise.png   # recorded results: under benchmarks/results/
     python benchmarks/denoise_profile.py --sweep K H          # also vary the step count and the horizon at N=512
 
 For each (backend, E, N[, K, H]): the latency of a whole plan (K-1 denoising steps, median after

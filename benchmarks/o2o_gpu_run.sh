@@ -7,7 +7,7 @@
 # 2. pretrain: a 2-task model on those chunks for PRETRAIN_S seconds (eval_tasks.csv: per-task score);
 # 3. fine-tune: on hopper-stand (unseen: a fresh task embedding) for FINETUNE_S seconds, and from
 #    scratch for the same time, both evaluated; 4. evaluate the fine-tuned checkpoint on all 3 tasks.
-# Everything lands in $OUT (default /tmp/out): copy it to benchmarks/results/o2o/.
+# Everything lands in $OUT (default /tmp/out): copy it to a folder under benchmarks/results/.
 set -uo pipefail
 COLLECT=${1:-120}; PRETRAIN=${2:-120}; FINETUNE=${3:-150}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -1,7 +1,7 @@
 """Throughput of the trainer's pieces and of whole training loops, each with the speed flags off and on.
 
     python benchmarks/step_rate.py                      # GPU: paper sizes; without a GPU: small sizes, said so
-    python benchmarks/step_rate.py --sections plan update --csv benchmarks/results/step_rate/step_rate.csv
+    python benchmarks/step_rate.py --sections plan update --csv /tmp/step_rate.csv   # recorded results: under benchmarks/results/
 
 Sections (one table, one CSV row per measurement):
   env      MJX cheetah-run env-steps/s (torch actions in, DLPack both ways), random actions
