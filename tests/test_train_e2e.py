@@ -45,9 +45,11 @@ def test_existing_run_dir_needs_resume(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_cheetah_run_few_thousand_steps_with_resume(tmp_path):
-    """The issue's smoke run: model size 1, a reduced planner, 2000 steps of 500-step episodes,
-    interrupted at 1000 and resumed through the CLI."""
-    args = ["profile=cpu_small", "device=cpu", "seed_steps=500", "batch_size=32", "num_samples=32",
+    """A smoke run through the CLI: 2000 steps of 500-step episodes, interrupted at 1000 and resumed,
+    then evaluated (model size 1 at reduced widths and a reduced planner: the loop, not the model,
+    is under test)."""
+    args = ["profile=cpu_small", "device=cpu", "enc_dim=64", "mlp_dim=64", "latent_dim=32",
+            "seed_steps=500", "batch_size=32", "num_samples=32",
             "diffusion_steps=4", "num_elites=8", "num_pi_trajs=4", "eval_freq=1000", "eval_episodes=1",
             "checkpoint_freq=1000", "progress_bar=false", f"hydra.run.dir={tmp_path}"]
     p1 = run_cli("mbdpo_fast.train", args + ["steps=1000"], cwd=tmp_path)

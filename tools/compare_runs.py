@@ -1,6 +1,6 @@
 """Compare two training runs of the same command (e.g. before and after a refactoring):
 
-    python tools/compare_runs.py RUN_A RUN_B [--out report.csv]
+    python tools/compare_runs.py RUN_A RUN_B [--out report.csv] [--png eval.png]
 
 Checks eval.csv row by row, the train rows' steps and episode returns, and every tensor of the
 final checkpoints' agent state (model, target heads, optimisers, running statistics), reporting
@@ -61,11 +61,30 @@ def compare(a: Path, b: Path) -> list[tuple[str, str, str]]:
     return report
 
 
+def plot_eval(a: Path, b: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for run, style in ((a, "o-"), (b, "x--")):
+        ev = rows(run / "eval.csv")
+        ax.plot([int(r["step"]) for r in ev], [float(r["reward"]) for r in ev], style, label=str(run))
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("eval return")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_a", type=Path)
     ap.add_argument("run_b", type=Path)
     ap.add_argument("--out", type=Path, help="write the report as CSV")
+    ap.add_argument("--png", type=Path, help="plot both runs' eval.csv (needs matplotlib)")
     args = ap.parse_args(argv)
     report = compare(args.run_a, args.run_b)
     for what, result, detail in report:
@@ -75,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.writer(f)
             w.writerow(["what", "result", "detail"])
             w.writerows(report)
+    if args.png:
+        plot_eval(args.run_a, args.run_b, args.png)
     ok = report[0][1] == "equal" and any(r[0] == "agent state" and r[1] == "bitwise equal" for r in report)
     return 0 if ok else 1
 
