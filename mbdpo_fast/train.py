@@ -1,5 +1,6 @@
 """python -m mbdpo_fast.train task=cheetah-run [key=value ...]: online training on num_envs >= 1
-environments (1: the paper's mode).
+environments (1: the paper's mode); with task=mt30|mt80 or tasks=[...], one multi-task model on
+every task at once (num_envs / T environments per task).
 
 The run directory (Hydra's, default runs/<task>/s<seed>/<exp_name>) receives config.yaml (the
 resolved config with derived fields), eval.csv, train.csv, checkpoint.pt and the replay file.
@@ -8,14 +9,14 @@ resume=true continues from the checkpoint found there.
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import register_schema, resolve_task
+from .config import register_schema, resolve_task, resolve_tasks
 from .envs import make_env, make_eval_envs
 from .errors import ConfigError
-from .task_registry import TASK_SETS
+from .task_registry import TASK_SETS, expand
 from .trainers.online import OnlineTrainer
 
 register_schema()
@@ -25,20 +26,26 @@ def build_envs(spec):
     """The training env (spec.num_envs copies) and the evaluation envs (mbdpo_fast/envs) of spec.task."""
     env = make_env(spec, spec.num_envs, spec.seed)
     if (env.obs_dim, env.action_dim) != (spec.obs_dim, spec.action_dim):  # the registry disagrees with the env
+        env.close()
         raise ConfigError(f"{spec.task}: the environment has (obs_dim, action_dim) = ({env.obs_dim}, {env.action_dim}), "
                           f"the task registry ({spec.obs_dim}, {spec.action_dim})")
     return env, make_eval_envs(spec)
 
 
 def run(cfg: DictConfig) -> dict:
-    """Build env, agent and trainer from a composed config and train. Returns the summary."""
-    if cfg.task in TASK_SETS or len(cfg.tasks):
-        raise ConfigError(f"online training is single-task (task={cfg.task}, tasks={list(cfg.tasks)}): pretrain "
-                          f"multi-task offline with python -m mbdpo_fast.pretrain, then fine-tune one task with "
-                          f"python -m mbdpo_fast.finetune")
+    """Build env, agent and trainer from a composed config and train. Returns the summary.
+    task=mt30|mt80 or tasks=[a,b,...]: one multi-task model trained online on every task, num_envs /
+    T environments each (the run is named by `task`: the set's name, or `multitask` for a list)."""
     ckpt = run_checkpoint(cfg)
     work_dir = ckpt.parent
-    spec = resolve_task(cfg)
+    if cfg.task in TASK_SETS or len(cfg.tasks):
+        names = expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+        if cfg.task in names:  # the run trains every task: name it by none of them
+            with open_dict(cfg):
+                cfg.task = "multitask"
+        spec = resolve_tasks(cfg)
+    else:
+        spec = resolve_task(cfg)
     env, eval_envs = build_envs(spec)
     seed_everything(spec.seed)
     trainer = OnlineTrainer(spec, env, work_dir, eval_envs)

@@ -48,3 +48,25 @@ def test_cpu_worker_backend(tmp_path):
     ds = OfflineDataset.load(tmp_path / "dataset")
     assert (ds.num_episodes, ds.episode_length, ds.obs_dim, ds.action_dim) == (6, 21, 17, 6)
     assert ds.task_names == ["cheetah-run"] and ds.task.tolist() == [0] * 6
+
+
+def test_several_tasks_at_once_with_resume(tmp_path):
+    """One multi-task model trained online on two CPU tasks, one environment each: per-task
+    evaluation (eval_tasks.csv) and the mean normalised score (eval.csv), replay and actions
+    carrying each environment's task, exact counters across a resume."""
+    args = TINY_VEC + ["tasks=[cheetah-run,pendulum-swingup]", "env_backend=dmc", "num_envs=2", "seed_steps=40",
+                       "eval_episodes=1", "eval_freq=80", "checkpoint_freq=80", "batch_size=16"]
+    s1 = run(compose_cfg(args + ["steps=80"], tmp_path))
+    assert s1["step"] == 80
+    s2 = run(compose_cfg(args + ["steps=160", "resume=true"], tmp_path))
+    assert s2["step"] == 160
+    ev, per_task = read_csv(tmp_path / "eval.csv"), read_csv(tmp_path / "eval_tasks.csv")
+    assert [r["step"] for r in ev] == ["0", "80", "160"] and all(r["score"] for r in ev)
+    assert [(r["step"], r["task"]) for r in per_task[-2:]] == [("160", "cheetah-run"), ("160", "pendulum-swingup")]
+    assert abs(float(ev[-1]["score"]) - sum(float(r["score"]) for r in per_task[-2:]) / 2) < 1e-3
+    from mbdpo_fast.data.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["config"]["tasks"] == ["cheetah-run", "pendulum-swingup"] and ck["config"]["task"] == "multitask"
+    replay = __import__("torch").load(tmp_path / ck["replay_file"])
+    assert replay["task"][0].unique().tolist() == [0] and replay["task"][1].unique().tolist() == [1]

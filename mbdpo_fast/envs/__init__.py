@@ -22,12 +22,30 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..config import RunSpec
 
+def trains_every_task(cfg: RunSpec) -> bool:
+    """A multi-task run whose `task` is a label (mt30, or any name outside cfg.tasks): every task
+    of cfg.tasks is trained (else the run trains cfg.task, one of them, e.g. fine-tuning)."""
+    return bool(cfg.get("multitask")) and cfg.task not in cfg.tasks
+
+
 def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None, task: str | None = None):
     """E = num_envs copies of `task` (default cfg.task; seeded seed, seed + 1, ...) on `backend`
-    (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset)."""
+    (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset).
+    A run that trains every task of cfg.tasks (trains_every_task) gets num_envs / T copies of each
+    of its T tasks side by side (concat.py)."""
     from ..config import resolve_device, unset_to_none
     from ..errors import ConfigError
 
+    if task is None and trains_every_task(cfg):
+        T = len(cfg.tasks)
+        if num_envs % T:
+            raise ConfigError(f"num_envs={num_envs} must be a multiple of the {T} tasks (num_envs / {T} "
+                              f"environments per task)")
+        from .concat import ConcatEnv
+
+        per = num_envs // T
+        return ConcatEnv([make_env(cfg, per, seed + k * per, backend, task=t) for k, t in enumerate(cfg.tasks)],
+                         list(range(T)))
     backend, task = backend or cfg.env_backend, task or cfg.task
     multitask = bool(cfg.get("multitask"))
     if multitask:  # a multi-task spec holds every task's own repeat and length
@@ -57,10 +75,13 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
 def make_eval_envs(cfg: RunSpec) -> dict:
     """name -> batched evaluation env of a run spec (empty at eval_episodes = 0): one copy
     running the episodes one after another at num_envs = 1 (the paper's protocol), else
-    eval_episodes copies at once; with env_backend=mjx also dm_control's own task (dmc_eval)."""
+    eval_episodes copies at once; with env_backend=mjx also dm_control's own task (dmc_eval).
+    A run that trains every task of cfg.tasks: task name -> that task's env on the training backend."""
     if cfg.eval_episodes == 0:
         return {}
     copies = 1 if cfg.num_envs == 1 else cfg.eval_episodes
+    if trains_every_task(cfg):
+        return {t: make_env(cfg, copies, cfg.seed + 10_000 + 100 * k, task=t) for k, t in enumerate(cfg.tasks)}
     evals = {cfg.env_backend: make_env(cfg, copies, cfg.seed + 10_000)}
     if cfg.env_backend == "mjx" and cfg.dmc_eval:
         evals["dmc"] = make_env(cfg, copies, cfg.seed + 20_000, backend="dmc")

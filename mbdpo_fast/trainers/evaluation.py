@@ -54,6 +54,11 @@ def run_episodes(agent, env, episodes: int, seed: int | None = None, task: int |
             "success": float(np.mean(successes)) if successes else None}
 
 
+# eval.csv of a multi-task run (mean normalised score, per suite) and its per-task eval_tasks.csv
+EVAL_FIELDS = ["step", "score", "score_dmcontrol", "score_metaworld", "score_myosuite", "seed"]
+TASK_FIELDS = ["step", "task", "index", "mean_return", "success", "score"]
+
+
 @dataclass
 class TaskResult:
     task: str
@@ -69,6 +74,12 @@ class TaskResult:
         d.pop("returns"), d.pop("successes")
         return d
 
+    @classmethod
+    def of(cls, task: str, index: int, res: dict) -> "TaskResult":
+        """From run_episodes' result on `task` (its position `index` in the model's task list)."""
+        return cls(task, index, res["returns"], res["successes"], float(np.mean(res["returns"])), res["success"],
+                   normalized_score(task, res["reward"], res["success"]))
+
 
 def evaluate_task(agent, cfg: RunSpec, index: int, episodes: int, seed: int) -> TaskResult:
     """`episodes` episodes, one after another, of cfg.tasks[index] (single-task configs: index 0,
@@ -79,9 +90,7 @@ def evaluate_task(agent, cfg: RunSpec, index: int, episodes: int, seed: int) -> 
         res = run_episodes(agent, env, episodes, seed=seed, task=index if cfg.multitask else None)
     finally:
         env.close()
-    succ = res["successes"]
-    return TaskResult(task, index, res["returns"], succ, float(np.mean(res["returns"])), res["success"],
-                      normalized_score(task, res["reward"], res["success"]))
+    return TaskResult.of(task, index, res)
 
 
 def evaluate_tasks(agent, cfg: RunSpec, indices: list[int], episodes: int, seed: int) -> list[TaskResult]:
@@ -98,3 +107,13 @@ def summarize(results: list[TaskResult]) -> dict[str, float]:
         if s:
             out[f"score_{suite}"] = float(np.mean(s))
     return out
+
+
+def log_task_results(logger, task_log, step: int, results: list[TaskResult]) -> dict[str, float]:
+    """One evaluation of several tasks: a row per task in task_log (eval_tasks.csv, TASK_FIELDS),
+    the summary in the logger's eval.csv (EVAL_FIELDS). Returns the summary."""
+    summary = summarize(results)
+    for r in results:
+        task_log.write({"step": step, **{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.row().items()}})
+    logger.log_eval_row({"step": step, **summary})
+    return summary

@@ -21,14 +21,12 @@ from ..batch import Batch
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..errors import ConfigError
 from .common import check_finite, progress_bar
-from .evaluation import evaluate_tasks, summarize
+from .evaluation import EVAL_FIELDS, TASK_FIELDS, evaluate_tasks, log_task_results
 from .logger import CSVLog, Logger
 from .timing import RegionTimer
 
 TRAIN_FIELDS = ["step", "elapsed_s", "updates_per_s", "update_ms", "total_loss", "consistency_loss", "reward_loss", "value_loss",
                 "energy_loss", "pi_loss", "pi_entropy", "grad_norm", "q_scale", "energy_mu", "energy_sigma"]
-EVAL_FIELDS = ["step", "score", "score_dmcontrol", "score_metaworld", "score_myosuite", "seed"]
-TASK_FIELDS = ["step", "task", "index", "mean_return", "success", "score"]
 
 
 class OfflineTrainer:
@@ -111,12 +109,7 @@ class OfflineTrainer:
             results = sorted((r for part in gathered for r in part), key=lambda r: r.index)
         if not self.main:
             return None
-        summary = summarize(results)
-        for r in results:
-            self.task_log.write({"step": self.step, **{k: (f"{v:.4f}" if isinstance(v, float) else v)
-                                                        for k, v in r.row().items()}})
-        self.logger.log_eval_row({"step": self.step, **summary})
-        return summary
+        return log_task_results(self.logger, self.task_log, self.step, results)
 
     def train(self) -> dict:
         cfg = self.cfg

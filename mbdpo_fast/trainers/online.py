@@ -5,7 +5,8 @@ updates when they end, then one update per environment step. E > 1 (CPU suites i
 processes, or MJX on the device) is the fast mode: one planner call for all E environments, a
 replay of E episode streams and `updates_per_step` updates per vector step (the burst after seeding:
 `seed_updates`). `steps`, `eval_freq`, `checkpoint_freq` and `seed_steps` count environment steps
-summed over the E environments.
+summed over the E environments. A multi-task model trains on one of its tasks (fine-tuning) or on
+all of them at once (E / T environments per task; per-task evaluation in eval_tasks.csv).
 
 Evaluation every eval_freq steps on separate environments (trainers/evaluation.py), without action
 noise; a train row every `log_every` vector steps (losses averaged over the row's updates, the
@@ -34,9 +35,10 @@ from ..agent import MBDPO
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
 from ..data.replay import ReplayBuffer
+from ..envs import trains_every_task
 from .common import check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar
-from .evaluation import run_episodes
-from .logger import Logger
+from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
+from .logger import CSVLog, Logger
 from .timing import RegionTimer
 
 
@@ -53,12 +55,22 @@ class OnlineTrainer:
         self.agent = MBDPO(cfg)
         self.device = self.agent.device
         self.E = int(env.num_envs)
-        self.task_index = list(cfg.tasks).index(cfg.task) if cfg.multitask else None
-        self.task_ids = None if self.task_index is None else \
-            torch.full((self.E,), self.task_index, dtype=torch.long, device=self.device)
+        # every copy's task index: the env's own (several tasks at once, envs/concat.py), or cfg.task's
+        self.every_task = trains_every_task(cfg)
+        self.task_index = list(cfg.tasks).index(cfg.task) if cfg.multitask and not self.every_task else None
+        if self.every_task:
+            self.task_ids = env.task_ids.to(self.device)
+        else:
+            self.task_ids = None if self.task_index is None else \
+                torch.full((self.E,), self.task_index, dtype=torch.long, device=self.device)
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, self.E, self.device,
                                    multitask=cfg.multitask)
-        self.logger = Logger(cfg, self.work_dir, with_success=getattr(env, "has_success", False))
+        with_success = getattr(env, "has_success", False)
+        if self.every_task:  # eval.csv: the mean normalised score; eval_tasks.csv: every task's
+            self.logger = Logger(cfg, self.work_dir, eval_fields=EVAL_FIELDS)
+            self.task_log = CSVLog(self.work_dir / "eval_tasks.csv", TASK_FIELDS)
+        else:
+            self.logger = Logger(cfg, self.work_dir, with_success=with_success)
         self.timer = RegionTimer(self.device)
         self.step, self.episode, self.elapsed = 0, 0, 0.0
         self.last_eval: int | None = None  # step of the latest evaluation
@@ -95,13 +107,28 @@ class OnlineTrainer:
                 np_rng_from_tensors(rs, s)
             self.env_rng_restored = True
         self.logger.truncate_after(self.step)
-        if self.last_eval != self.step:
-            # A checkpoint at an episode end precedes that step's evaluation, which runs again on
-            # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
-            self.logger.eval.truncate_after(self.step - 1)
+        evals = [self.logger.eval] + ([self.task_log] if self.every_task else [])
+        for log in evals:
+            log.truncate_after(self.step)
+            if self.last_eval != self.step:
+                # A checkpoint at an episode end precedes that step's evaluation, which runs again on
+                # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
+                log.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
     def _evaluate(self) -> None:
+        if self.every_task:
+            results = []
+            for task, env in self.eval_envs.items():
+                index = list(self.cfg.tasks).index(task)
+                with self.timer.region("eval"):
+                    res = run_episodes(self.agent, env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step,
+                                       task=index)
+                results.append(TaskResult.of(task, index, res))
+            if results:
+                self._eval_summary = {"score": log_task_results(self.logger, self.task_log, self.step, results)["score"]}
+            self.last_eval = self.step
+            return
         results = {}
         for name, env in self.eval_envs.items():
             with self.timer.region("eval"):
