@@ -1,6 +1,14 @@
-"""Shared entry-point plumbing: one clear error line instead of a traceback for user mistakes."""
+"""Shared entry-point plumbing: one clear error line instead of a traceback for user mistakes.
+
+The error contract of every entry point: a mistake on the command line or in the environment
+prints one line `error: <what> (<how to fix>)` on stderr, exits with code 2, and creates or
+overwrites nothing. `precheck` runs before Hydra (which creates the run directory and writes
+.hydra/ before the task starts): it composes the command line as Hydra will and validates it.
+"""
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .data.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .errors import ConfigError, UserError
+from .task_registry import suggest
+
+CFG_DIR = str(Path(__file__).parent / "cfgs")
 
 
 @contextmanager
@@ -32,6 +43,10 @@ def run_checkpoint(cfg: DictConfig) -> Path:
         step = load_checkpoint(ckpt)["trainer"]["step"]
         raise ConfigError(f"{cfg.work_dir} already holds a checkpoint at step {step}: pass resume=true to continue "
                           f"it, or choose another exp_name/seed for a new run")
+    if cfg.resume and not ckpt.exists():
+        raise ConfigError(f"resume=true, but {cfg.work_dir} holds no checkpoint ({CHECKPOINT_NAME}) to continue: "
+                          f"drop resume=true to start a new run there, or name the run to continue (task, seed, "
+                          f"exp_name or hydra.run.dir)")
     return ckpt
 
 
@@ -70,3 +85,77 @@ def hydra_entry(cfg: DictConfig, run) -> None:
             cfg.work_dir = HydraConfig.get().runtime.output_dir
     with user_errors():
         run(cfg)
+
+
+def check_writable(run_dir: Path) -> None:
+    """ConfigError unless run_dir exists writable or can be created: a directory is made and removed
+    again in its nearest existing ancestor (permission bits do not tell root or special file systems)."""
+    import tempfile
+
+    probe = run_dir.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        tempfile.TemporaryDirectory(dir=probe, prefix=".mbdpo-probe-").cleanup()
+    except OSError:
+        raise ConfigError(f"cannot write the run directory {run_dir} ({probe} is not a writable directory): "
+                          f"choose another with hydra.run.dir=PATH")
+
+
+def _hydra_message(exc: Exception, known: set[str]) -> str:
+    """One line for what Hydra or OmegaConf refused while composing the command line."""
+    text = str(exc).split("Config search path")[0]
+    cause = exc.__cause__ or exc.__context__
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m and cause is not None and "not in" in str(cause):
+        key = m.group(1).split(".")[0]
+        return f"unknown config key {key!r}.{suggest(key, known)} (every key is documented in mbdpo_fast/config.py)"
+    m = re.search(r"Could not find '(\w+)/([^']+)'", text)
+    if m:
+        options = re.search(r"Available options in '\w+':(.*)", text, re.S)
+        names = ", ".join(options.group(1).split()) if options else "none"
+        return f"{m.group(1)}={m.group(2)}: no such {m.group(1)} (available: {names})"
+    if cause is not None and str(cause).strip():
+        text = f"{text.strip().removeprefix('Error merging override ')}: {str(cause).strip().splitlines()[0]}"
+    return " ".join(text.replace("\t", " ").split()).replace(": Available", ". Available")
+
+
+def compose_command_line(config_name: str, schema: type, overrides: list[str]) -> DictConfig:
+    """The config Hydra will compose from `overrides` (its own `hydra` node included). ConfigError
+    for what Hydra refuses (a misspelt key, a value of the wrong type, an unknown profile) and for
+    keys the schema does not have (`+key=...` adds them in Hydra)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    known = {f.name for f in dataclasses.fields(schema)}
+    try:
+        with initialize_config_dir(config_dir=CFG_DIR, version_base=None):
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(_hydra_message(exc, known)) from None
+    unknown = [k for k in cfg if k != "hydra" and k not in known]
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}.{suggest(unknown[0], known)} (every key is "
+                          f"documented in mbdpo_fast/config.py)")
+    return cfg
+
+
+def precheck(config_name: str, schema: type, validate=None, argv: list[str] | None = None) -> None:
+    """Before Hydra runs (and creates the run directory): compose the command line, refuse what is
+    wrong with it, then `validate(cfg)` (work_dir set to the run directory Hydra would use) for the
+    entry point's own checks. Every refusal is the one-line error contract (exit code 2). Command
+    lines with Hydra's own flags (-m, --cfg, --help, ...) are left to Hydra."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a.startswith("-") for a in args):
+        return
+    with user_errors():
+        cfg = compose_command_line(config_name, schema, args)
+        if validate is not None:
+            with open_dict(cfg):
+                if "work_dir" in {f.name for f in dataclasses.fields(schema)} and OmegaConf.is_missing(cfg, "work_dir"):
+                    cfg.work_dir = str(cfg.hydra.run.dir)
+                del cfg["hydra"]
+            validate(cfg)
+            if cfg.get("work_dir"):
+                check_writable(Path(cfg.work_dir))

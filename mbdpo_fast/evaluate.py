@@ -15,12 +15,12 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .agent import MBDPO, seed_everything
 from .data.checkpoint import load_checkpoint
 from .errors import CheckpointError, ConfigError
-from .cli import user_errors
+from .cli import precheck, user_errors
 from .config import RunSpec, resolve_device, saved_spec
 from .trainers.evaluation import evaluate_task, summarize
 from .task_registry import expand
@@ -64,9 +64,16 @@ def task_indices(cfg: RunSpec, requested: list[str]) -> list[int]:
     return [known.index(t) for t in names]
 
 
-def run(ecfg: DictConfig) -> dict:
+def check_command(ecfg: DictConfig) -> None:
+    if OmegaConf.is_missing(ecfg, "checkpoint") or not ecfg.checkpoint:
+        raise ConfigError("checkpoint is not set: pass checkpoint=PATH (a run's checkpoint.pt)")
     if ecfg.episodes < 1:
-        raise ConfigError("episodes must be >= 1")
+        raise ConfigError(f"episodes={ecfg.episodes} must be >= 1")
+    load_checkpoint(ecfg.checkpoint)
+
+
+def run(ecfg: DictConfig) -> dict:
+    check_command(ecfg)
     seed_everything(ecfg.seed)
     agent, cfg, step = load_agent(ecfg.checkpoint, ecfg.device)
     indices = task_indices(cfg, list(ecfg.tasks))
@@ -104,6 +111,7 @@ def _main(ecfg: DictConfig) -> None:
 
 
 def main() -> None:
+    precheck("evaluate", EvaluateConfig, check_command)
     _main()
 
 

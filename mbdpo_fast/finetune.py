@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import RunSpec, register_schema, resolve, resolve_tasks
+from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
+from .config import Config, RunSpec, register_schema, resolve, resolve_tasks
 from .data.checkpoint import load_checkpoint
 from .envs import make_env, make_eval_envs
 from .errors import CheckpointError, ConfigError
@@ -71,15 +71,22 @@ def load_pretrained(model: torch.nn.Module, state: dict, num_seen: int, path) ->
     model.load_state_dict(own)
 
 
-def run(cfg: DictConfig) -> dict:
+def prepare(cfg: DictConfig):
+    """(run spec, tasks the checkpoint knows, the pretrained checkpoint, this run's checkpoint path):
+    every check that needs no environment."""
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: pass checkpoint=PATH of a pretrained (multi-task) checkpoint")
     own_ckpt = run_checkpoint(cfg)
-    work_dir = own_ckpt.parent
     if cfg.task in TASK_SETS:
         raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
-    cfg, num_seen = finetune_config(cfg, payload["config"])
+    spec, num_seen = finetune_config(cfg, payload["config"])
+    return spec, num_seen, payload, own_ckpt
+
+
+def run(cfg: DictConfig) -> dict:
+    cfg, num_seen, payload, own_ckpt = prepare(cfg)
+    work_dir = own_ckpt.parent
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     eval_envs = make_eval_envs(cfg)
     seed_everything(cfg.seed)
@@ -98,6 +105,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    precheck("finetune", Config, prepare)
     _main()
 
 

@@ -16,8 +16,8 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, run_checkpoint, save_spec
-from .config import RunSpec, register_schema, resolve, resolve_tasks
+from .cli import hydra_entry, precheck, run_checkpoint, save_spec
+from .config import Config, RunSpec, register_schema, resolve, resolve_tasks
 from .errors import ConfigError
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
@@ -27,13 +27,20 @@ from .trainers.offline import OfflineTrainer
 register_schema()
 
 
-def load_dataset(cfg: DictConfig, device: str) -> tuple[OfflineDataset, list[str]]:
-    """The dataset of cfg.data_dir with task ids remapped to the run's task list (returned)."""
+def check_command(cfg: DictConfig) -> None:
+    """What can be checked before the dataset is read: data_dir, the task list, the run directory."""
     if not cfg.data_dir:
         raise ConfigError("data_dir is not set: pass data_dir=DIRECTORY (chunk_*.pt files; see README, "
                           "'Offline pretraining', for the TD-MPC2 datasets)")
     if not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"data_dir={cfg.data_dir} is not a directory")
+    task_registry.expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
+    run_checkpoint(cfg)
+
+
+def load_dataset(cfg: DictConfig, device: str) -> tuple[OfflineDataset, list[str]]:
+    """The dataset of cfg.data_dir with task ids remapped to the run's task list (returned)."""
+    check_command(cfg)
     names = task_registry.expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
     dims = [(task_registry.get(t).obs_dim, task_registry.get(t).action_dim) for t in names]
     ds = OfflineDataset.load(cfg.data_dir, tasks=names, mmap=cfg.data_mmap, allow_pickle=cfg.data_allow_pickle,
@@ -106,6 +113,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    precheck("pretrain", Config, check_command)
     _main()
 
 

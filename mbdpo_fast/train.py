@@ -12,9 +12,9 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, resume_or_start, run_checkpoint, train_and_report
-from .config import register_schema, resolve_task, resolve_tasks
-from .envs import make_env, make_eval_envs
+from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
+from .config import Config, register_schema, resolve_task, resolve_tasks
+from .envs import envs_per_task, make_env, make_eval_envs
 from .errors import ConfigError
 from .task_registry import TASK_SETS, expand
 from .trainers.online import OnlineTrainer
@@ -32,20 +32,26 @@ def build_envs(spec):
     return env, make_eval_envs(spec)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Build env, agent and trainer from a composed config and train. Returns the summary.
-    task=mt30|mt80 or tasks=[a,b,...]: one multi-task model trained online on every task, num_envs /
-    T environments each (the run is named by `task`: the set's name, or `multitask` for a list)."""
+def prepare(cfg: DictConfig):
+    """(run spec, checkpoint path) of a composed config: every check that needs no environment."""
     ckpt = run_checkpoint(cfg)
-    work_dir = ckpt.parent
     if cfg.task in TASK_SETS or len(cfg.tasks):
         names = expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
         if cfg.task in names:  # the run trains every task: name it by none of them
             with open_dict(cfg):
                 cfg.task = "multitask"
         spec = resolve_tasks(cfg)
-    else:
-        spec = resolve_task(cfg)
+        envs_per_task(spec, spec.num_envs)
+        return spec, ckpt
+    return resolve_task(cfg), ckpt
+
+
+def run(cfg: DictConfig) -> dict:
+    """Build env, agent and trainer from a composed config and train. Returns the summary.
+    task=mt30|mt80 or tasks=[a,b,...]: one multi-task model trained online on every task, num_envs /
+    T environments each (the run is named by `task`: the set's name, or `multitask` for a list)."""
+    spec, ckpt = prepare(cfg)
+    work_dir = ckpt.parent
     env, eval_envs = build_envs(spec)
     seed_everything(spec.seed)
     trainer = OnlineTrainer(spec, env, work_dir, eval_envs)
@@ -62,6 +68,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    precheck("config", Config, prepare)
     _main()
 
 

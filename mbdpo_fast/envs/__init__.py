@@ -28,6 +28,17 @@ def trains_every_task(cfg: RunSpec) -> bool:
     return bool(cfg.get("multitask")) and cfg.task not in cfg.tasks
 
 
+def envs_per_task(cfg: RunSpec, num_envs: int) -> int:
+    """num_envs / T for a run that trains all T tasks of cfg.tasks; ConfigError unless it divides."""
+    from ..errors import ConfigError
+
+    T = len(cfg.tasks)
+    if num_envs % T:
+        raise ConfigError(f"num_envs={num_envs} must be a multiple of the {T} tasks (num_envs / {T} "
+                          f"environments per task)")
+    return num_envs // T
+
+
 def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None, task: str | None = None):
     """E = num_envs copies of `task` (default cfg.task; seeded seed, seed + 1, ...) on `backend`
     (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset).
@@ -37,15 +48,11 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
     from ..errors import ConfigError
 
     if task is None and trains_every_task(cfg):
-        T = len(cfg.tasks)
-        if num_envs % T:
-            raise ConfigError(f"num_envs={num_envs} must be a multiple of the {T} tasks (num_envs / {T} "
-                              f"environments per task)")
         from .concat import ConcatEnv
 
-        per = num_envs // T
+        per = envs_per_task(cfg, num_envs)
         return ConcatEnv([make_env(cfg, per, seed + k * per, backend, task=t) for k, t in enumerate(cfg.tasks)],
-                         list(range(T)))
+                         list(range(len(cfg.tasks))))
     backend, task = backend or cfg.env_backend, task or cfg.task
     multitask = bool(cfg.get("multitask"))
     if multitask:  # a multi-task spec holds every task's own repeat and length

@@ -1,0 +1,45 @@
+"""The error contract of every entry point: a user's mistake gives one line `error: ...` on stderr,
+exit code 2, and leaves the file tree as it was (no run directory, no .hydra/ written)."""
+import os
+
+import pytest
+import torch
+
+from helpers import run_cli
+
+
+def tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+CASES = {
+    "misspelt key": ("mbdpo_fast.train", ["stpes=10"], "unknown config key 'stpes'. Did you mean steps?"),
+    "added unknown key": ("mbdpo_fast.train", ["+stpes=10"], "unknown config key 'stpes'. Did you mean steps?"),
+    "wrong type": ("mbdpo_fast.train", ["steps=abc"], "steps=abc"),
+    "unknown profile": ("mbdpo_fast.train", ["profile=nope"], "no such profile (available: cpu_small, fast, paper)"),
+    "unknown task": ("mbdpo_fast.train", ["task=cheetah-rnu"], "unknown task 'cheetah-rnu'. Did you mean cheetah-run"),
+    "bad model size": ("mbdpo_fast.train", ["model_size=7"], "model_size=7 is not a preset"),
+    "resume without checkpoint": ("mbdpo_fast.train", ["resume=true"], "holds no checkpoint"),
+    "several tasks, too few envs": ("mbdpo_fast.train", ["task=mt30"], "must be a multiple of the 30 tasks"),
+    "unwritable run dir": ("mbdpo_fast.train", ["hydra.run.dir=/proc/mbdpo_run"], "cannot write the run directory"),
+    "evaluate without checkpoint": ("mbdpo_fast.evaluate", [], "checkpoint is not set"),
+    "evaluate, no such file": ("mbdpo_fast.evaluate", ["checkpoint=nowhere.pt"], "no checkpoint at nowhere.pt"),
+    "pretrain without data": ("mbdpo_fast.pretrain", ["task=mt30"], "data_dir is not set"),
+    "finetune without checkpoint": ("mbdpo_fast.finetune", ["task=walker-run"], "checkpoint is not set"),
+    "finetune, wrong type": ("mbdpo_fast.finetune", ["seed=x"], "seed=x"),
+}
+if not torch.cuda.is_available():
+    CASES["cuda without a GPU"] = ("mbdpo_fast.train", ["device=cuda"], "torch sees no GPU")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_line_exit_2_nothing_written(tmp_path, case):
+    module, args, message = CASES[case]
+    (tmp_path / "keep.txt").write_text("x")
+    before = tree(tmp_path)
+    p = run_cli(module, args, cwd=tmp_path, timeout=120)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr[-2000:]
+    assert tree(tmp_path) == before
+    assert not os.path.exists("/proc/mbdpo_run")
