@@ -72,6 +72,8 @@ class Config:
     eval_freq: int = 50_000
     eval_episodes: int = 10  # 0: no evaluation (benchmarks)
     checkpoint_freq: int = 50_000  # a checkpoint at the first episode end after each multiple
+    checkpoint_minutes: float = 10.0  # also one when seeding ends and then every this many minutes of wall
+    #   clock (at E = 1: at the next episode end), so that a killed run always resumes; 0: by steps only
     save_replay: bool = True  # include the replay buffer in checkpoints (exact resume)
     time_limit: float = 0.0  # seconds of wall clock after which training stops cleanly; 0: none
 
@@ -316,6 +318,7 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     _require(cfg.batch_size >= 1 and cfg.buffer_size >= cfg.horizon + 1, "batch_size/buffer_size too small")
     _require(cfg.steps >= 1 and cfg.eval_freq >= 1 and cfg.checkpoint_freq >= 1,
              "steps, eval_freq and checkpoint_freq must be >= 1")
+    _require(cfg.checkpoint_minutes >= 0, f"checkpoint_minutes={cfg.checkpoint_minutes} must be >= 0 (0: off)")
     _require(cfg.eval_episodes >= 0, f"eval_episodes={cfg.eval_episodes} must be >= 0 (0: no evaluation)")
     _require(cfg.planner_score in ("auto", "mc", "network"),
              f"planner_score={cfg.planner_score!r}: use auto, mc or network")

@@ -113,3 +113,46 @@ def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_pat
     assert full_eval == split_eval
     key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
     assert key(read_csv(full_run / "train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
+
+
+def _killed_and_resumed(tmp_path, args, when, name):
+    """Start the run, SIGKILL it as soon as when(run_dir) holds, then resume it to the end."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / name
+    cmd = [sys.executable, "-m", "mbdpo_fast.train", *args, f"hydra.run.dir={run_dir}"]
+    env = dict(__import__("os").environ, WANDB_MODE="disabled", MUJOCO_GL="disable")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not when(run_dir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the kill point"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    p = run_cli("mbdpo_fast.train", args + ["resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert p.returncode == 0 and "resumed" in p.stdout, p.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_path):
+    """kill -9 right after the first checkpoint appears, and later mid-episode past it: after
+    resume=true the CSVs and the final step equal an uninterrupted run's (same command line)."""
+    from mbdpo_fast.data.checkpoint import load_checkpoint
+
+    args = COMMON + ["steps=200"]
+    p = run_cli("mbdpo_fast.train", args + [f"hydra.run.dir={tmp_path / 'full'}"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = lambda d, f: read_csv(d / f) if f == "eval.csv" else \
+        [(r["step"], r["episode_reward"], r["total_loss"]) for r in read_csv(d / f)]
+    train_rows = lambda d: len(read_csv(d / "train.csv")) if (d / "train.csv").exists() else 0
+    points = {"at_first_checkpoint": lambda d: (d / "checkpoint.pt").exists(),
+              "mid_episode_later": lambda d: train_rows(d) >= 3}
+    for name, when in points.items():
+        d = _killed_and_resumed(tmp_path, args, when, name)
+        assert rows(d, "eval.csv") == rows(tmp_path / "full", "eval.csv"), name
+        assert rows(d, "train.csv") == rows(tmp_path / "full", "train.csv"), name
+        assert load_checkpoint(d / "checkpoint.pt")["trainer"]["step"] == 200

@@ -117,6 +117,7 @@ class OfflineTrainer:
         wall_at_start = time.perf_counter()
         window = (self.step, time.perf_counter())
         stop_reason, metrics = "steps", {}
+        last_save = time.perf_counter()
         pbar = progress_bar(cfg, self.step, f"pretrain {cfg.task} s{cfg.seed}", "update", enabled=self.main)
         try:
             while self.step < cfg.steps:
@@ -131,8 +132,10 @@ class OfflineTrainer:
                 self.elapsed = time.perf_counter() - start_wall
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     window = self._log(metrics, window)
-                if self.step % cfg.checkpoint_freq == 0:
+                if self.step % cfg.checkpoint_freq == 0 or (
+                        cfg.checkpoint_minutes > 0 and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes):
                     self.save()
+                    last_save = time.perf_counter()
                 if cfg.time_limit > 0 and time.perf_counter() - wall_at_start >= cfg.time_limit:
                     stop_reason = "time_limit"
                     break

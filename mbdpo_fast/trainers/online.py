@@ -11,8 +11,8 @@ all of them at once (E / T environments per task; per-task evaluation in eval_ta
 Evaluation every eval_freq steps on separate environments (trainers/evaluation.py), without action
 noise; a train row every `log_every` vector steps (losses averaged over the row's updates, the
 return of the episodes that ended in it); checkpoints at the first episode end after each multiple
-of checkpoint_freq at E = 1 (so that resume is exact), at the multiple itself at E > 1, at the time
-limit and at the end.
+of checkpoint_freq at E = 1 (so that resume is exact), at the multiple itself at E > 1, likewise
+when seeding ends and every `checkpoint_minutes` of wall clock, at the time limit and at the end.
 
 Hot-path discipline: at E > 1 nothing in the loop copies to the host or calls .item() except the
 train rows every `log_every` vector steps, evaluation and checkpoints. Every stage runs inside an
@@ -192,6 +192,7 @@ class OnlineTrainer:
         first = ones
         acc = self._new_accumulators()
         vector_steps, window_steps, window_wall = 0, self.step, time.perf_counter()
+        save_soon, last_save = False, time.perf_counter()  # checkpoints by event / wall clock
         try:
             while self.step < cfg.steps:
                 if self.step >= next_eval:
@@ -223,6 +224,7 @@ class OnlineTrainer:
                     n = cfg.updates_per_step
                     if not self.seeded:
                         n, self.seeded = cfg.seed_updates, True
+                        save_soon = cfg.checkpoint_minutes > 0  # the seeding's data and burst are kept
                     self._update(n, acc)
                 self.elapsed = time.perf_counter() - start_wall
                 if vector_steps % cfg.log_every == 0:
@@ -230,10 +232,13 @@ class OnlineTrainer:
                         now = time.perf_counter()
                         self._log(acc, (self.step - window_steps) / max(now - window_wall, 1e-9), pbar)
                         acc, window_steps, window_wall = self._new_accumulators(), self.step, now
+                if cfg.checkpoint_minutes > 0 and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes:
+                    save_soon = True
                 # E = 1: wait for the episode's end, so that resume repeats the run exactly
-                if self.step >= next_ckpt and (E > 1 or bool(done[0])):
+                if (self.step >= next_ckpt or save_soon) and (E > 1 or bool(done[0])):
                     self.save()
                     next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
+                    save_soon, last_save = False, time.perf_counter()
                 if cfg.time_limit > 0 and time.perf_counter() - wall0 >= cfg.time_limit:
                     stop = "time_limit"
                     break
