@@ -5,6 +5,8 @@ reward [H, B, 1], terminated [H, B, 1], task [B] (multi-task) or None.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +32,9 @@ class MBDPO:
         discounts = [discount_for(L, cfg.discount_denom, cfg.discount_min, cfg.discount_max) for L in lengths]
         self.discounts = torch.tensor(discounts, device=self.device)
         self.use_graphs = bool(cfg.cudagraphs) and self.device.type == "cuda"
+        if cfg.cudagraphs and not self.use_graphs:
+            warnings.warn(f"cudagraphs=true has no effect on device {self.device}: CUDA graphs need a CUDA device, "
+                          f"so the planner and the update run eagerly", stacklevel=2)
         self.bf16_update = bool(cfg.bf16_update)
         # Captured optimiser steps need their step counters on the device (capturable=True).
         capturable = self.use_graphs

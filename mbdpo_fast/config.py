@@ -44,6 +44,8 @@ class Config:
     task: str = "cheetah-run"
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch's intra-op threads on CPU; 0: the cores this process may run on (its CPU
+    #   affinity). On a machine shared with other jobs, set it to the cores that are free.
     exp_name: str = "default"
     work_dir: str = MISSING  # set by the entry point (Hydra's run dir)
     resume: bool = False
@@ -71,6 +73,7 @@ class Config:
     buffer_size: int = 1_000_000
     eval_freq: int = 50_000
     eval_episodes: int = 10  # 0: no evaluation (benchmarks)
+    eval_first: bool = True  # evaluate the untrained agent at step 0 (false: first evaluation at eval_freq)
     checkpoint_freq: int = 50_000  # a checkpoint at the first episode end after each multiple
     checkpoint_minutes: float = 10.0  # also one when seeding ends and then every this many minutes of wall
     #   clock (at E = 1: at the next episode end), so that a killed run always resumes; 0: by steps only
@@ -258,6 +261,18 @@ def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95, hi: 
     return float(min(max((frac - 1) / frac, lo), hi))
 
 
+def apply_threads(spec: RunSpec) -> int:
+    """Set torch's intra-op threads for a CPU run (spec.threads, or 0: the cores in this process's CPU
+    affinity, which torch's own default ignores); returns the count. GPU runs keep torch's default."""
+    import os
+
+    if resolve_device(spec.device).type != "cpu":
+        return torch.get_num_threads()
+    n = spec.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -318,6 +333,7 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     _require(cfg.batch_size >= 1 and cfg.buffer_size >= cfg.horizon + 1, "batch_size/buffer_size too small")
     _require(cfg.steps >= 1 and cfg.eval_freq >= 1 and cfg.checkpoint_freq >= 1,
              "steps, eval_freq and checkpoint_freq must be >= 1")
+    _require(cfg.threads >= 0, f"threads={cfg.threads} must be >= 0 (0: the cores this process may use)")
     _require(cfg.checkpoint_minutes >= 0, f"checkpoint_minutes={cfg.checkpoint_minutes} must be >= 0 (0: off)")
     _require(cfg.eval_episodes >= 0, f"eval_episodes={cfg.eval_episodes} must be >= 0 (0: no evaluation)")
     _require(cfg.planner_score in ("auto", "mc", "network"),

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
-from .config import Config, RunSpec, register_schema, resolve, resolve_tasks
+from .config import Config, RunSpec, apply_threads, register_schema, resolve, resolve_tasks
 from .data.checkpoint import load_checkpoint
 from .envs import make_env, make_eval_envs
 from .errors import CheckpointError, ConfigError
@@ -87,6 +87,7 @@ def prepare(cfg: DictConfig):
 def run(cfg: DictConfig) -> dict:
     cfg, num_seen, payload, own_ckpt = prepare(cfg)
     work_dir = own_ckpt.parent
+    apply_threads(cfg)
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     eval_envs = make_eval_envs(cfg)
     seed_everything(cfg.seed)

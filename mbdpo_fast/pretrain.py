@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, precheck, run_checkpoint, save_spec
-from .config import Config, RunSpec, register_schema, resolve, resolve_tasks
+from .config import Config, RunSpec, apply_threads, register_schema, resolve, resolve_tasks
 from .errors import ConfigError
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
@@ -72,6 +72,8 @@ def run(cfg: DictConfig) -> dict:
     work_dir = ckpt.parent
     ds, names = load_dataset(cfg, cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu"))
     cfg = spec_for_dataset(cfg, ds, names)
+    if ctx is None:  # torchrun gives each of several processes one thread (OMP_NUM_THREADS=1)
+        apply_threads(cfg)
     seed_everything(cfg.seed)
     trainer = OfflineTrainer(cfg, ds, work_dir, ctx)
     if cfg.resume and ckpt.exists():

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
 from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
-from .config import Config, register_schema, resolve_task, resolve_tasks
+from .config import Config, apply_threads, register_schema, resolve_task, resolve_tasks
 from .envs import envs_per_task, make_env, make_eval_envs
 from .errors import ConfigError
 from .task_registry import TASK_SETS, expand
@@ -52,13 +52,14 @@ def run(cfg: DictConfig) -> dict:
     T environments each (the run is named by `task`: the set's name, or `multitask` for a list)."""
     spec, ckpt = prepare(cfg)
     work_dir = ckpt.parent
+    threads = apply_threads(spec)
     env, eval_envs = build_envs(spec)
     seed_everything(spec.seed)
     trainer = OnlineTrainer(spec, env, work_dir, eval_envs)
     resume_or_start(trainer, ckpt, spec.resume)
     return train_and_report(trainer, spec, f"task {spec.task} | model_size {spec.model_size} "
                             f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} "
-                            f"| envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
+                            f"({threads} threads) | envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
                             f"| seed_steps {spec.seed_steps} | run dir {work_dir}")
 
 

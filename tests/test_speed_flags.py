@@ -103,3 +103,21 @@ def test_bf16_plan_values_are_close_to_fp32():
     planner = DiffusionPlanner(tiny_config(mlp_dim=64, latent_dim=32, bf16_plan=True), model)
     action, plan = planner.plan(z[:4], planner.initial_plan(4))
     assert plan.dtype == torch.float32 and torch.isfinite(plan).all()
+
+
+def test_gpu_only_flag_on_cpu_says_so_and_threads_follow_the_affinity():
+    import os
+    import warnings
+
+    from mbdpo_fast.config import apply_threads
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MBDPO(tiny_config(cudagraphs=True))
+    assert any("cudagraphs=true has no effect on device cpu" in str(w.message) for w in caught)
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(tiny_config(threads=1)) == 1
+        assert apply_threads(tiny_config()) == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)

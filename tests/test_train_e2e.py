@@ -156,3 +156,8 @@ def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_
         assert rows(d, "eval.csv") == rows(tmp_path / "full", "eval.csv"), name
         assert rows(d, "train.csv") == rows(tmp_path / "full", "train.csv"), name
         assert load_checkpoint(d / "checkpoint.pt")["trainer"]["step"] == 200
+
+
+def test_first_evaluation_can_wait_for_eval_freq(tmp_path):
+    run(compose_cfg(TINY + ["eval_freq=50", "steps=100", "eval_first=false", "checkpoint_freq=1000"], tmp_path))
+    assert [r["step"] for r in read_csv(tmp_path / "eval.csv")] == ["50", "100"]

@@ -179,13 +179,17 @@ class OnlineTrainer:
         wall0, step0 = time.perf_counter(), self.step
         stop = "steps"
         next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
-        next_eval = self.step if self.last_eval != self.step and self.step % cfg.eval_freq == 0 else \
-            (self.step // cfg.eval_freq + 1) * cfg.eval_freq
-        pbar = progress_bar(cfg, self.step, f"{cfg.task}{f' x{E}' if E > 1 else ''} s{cfg.seed}", "step")
+        due_now = self.last_eval != self.step and self.step % cfg.eval_freq == 0 and (self.step > 0 or cfg.eval_first)
+        next_eval = self.step if due_now else (self.step // cfg.eval_freq + 1) * cfg.eval_freq
+        desc = f"{cfg.task}{f' x{E}' if E > 1 else ''} s{cfg.seed}"
+        pbar = progress_bar(cfg, self.step, desc, "step")
+        stage = lambda what: pbar.set_description_str(f"{desc} [{what}]" if what else desc, refresh=True)
         # A fresh run seeds its environments; a resumed one continues their restored random
         # streams, or (streams not saved) draws new episodes.
         seed = None if self.env_rng_restored else cfg.seed + self.step
+        stage("starting the environments")
         obs = self.env.reset(seed=seed).to(dev)
+        stage("seeding: random actions" if self.step < cfg.seed_steps else "")
         ones = torch.ones(E, dtype=torch.bool, device=dev)
         self.buffer.add(obs, None, None, None, first=ones, task=self.task_ids)
         plan = self.agent.planner.initial_plan(E)
@@ -196,7 +200,9 @@ class OnlineTrainer:
         try:
             while self.step < cfg.steps:
                 if self.step >= next_eval:
+                    stage(f"evaluating: {cfg.eval_episodes} episodes at step {self.step}")
                     self._evaluate()
+                    stage("seeding: random actions" if self.step < cfg.seed_steps else "")
                     next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq
                 if self.step < cfg.seed_steps:
                     action = torch.rand(E, A, device=dev) * 2 - 1
@@ -225,7 +231,11 @@ class OnlineTrainer:
                     if not self.seeded:
                         n, self.seeded = cfg.seed_updates, True
                         save_soon = cfg.checkpoint_minutes > 0  # the seeding's data and burst are kept
-                    self._update(n, acc)
+                        stage(f"{n} updates on the seeding data")
+                        self._update(n, acc)
+                        stage("")
+                    else:
+                        self._update(n, acc)
                 self.elapsed = time.perf_counter() - start_wall
                 if vector_steps % cfg.log_every == 0:
                     with self.timer.region("log"):
