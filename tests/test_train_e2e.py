@@ -161,3 +161,11 @@ def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_
 def test_first_evaluation_can_wait_for_eval_freq(tmp_path):
     run(compose_cfg(TINY + ["eval_freq=50", "steps=100", "eval_first=false", "checkpoint_freq=1000"], tmp_path))
     assert [r["step"] for r in read_csv(tmp_path / "eval.csv")] == ["50", "100"]
+
+
+def test_a_diverging_learning_rate_stops_with_one_error_line(tmp_path):
+    p = run_cli("mbdpo_fast.train", TINY + ["lr=1e10", "steps=300", "eval_freq=1000", f"hydra.run.dir={tmp_path}"],
+                cwd=tmp_path)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 2 and len(errors) == 1 and "training diverged" in errors[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "checkpoint.pt").exists()

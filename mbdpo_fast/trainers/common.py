@@ -21,6 +21,32 @@ def check_finite(metrics: dict[str, float], step: int, checkpoint_path: Path) ->
         raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {step}: training diverged and stopped; {last}")
 
 
+@torch.no_grad()
+def _nonfinite_parts(model, batch) -> list[str]:
+    """The modules whose parameters, or whose outputs on the batch's first step, are NaN/inf."""
+    bad = {name.split(".")[0] for name, p in model.named_parameters() if not torch.isfinite(p).all()}
+    z = model.encode(batch.obs[0], batch.task)
+    outputs = {"encoder": z, "dynamics": model.next(z, batch.action[0], batch.task),
+               "reward_head": model.reward(z, batch.action[0], batch.task),
+               "qs": model.Q(z, batch.action[0], batch.task, mode="all")}
+    bad |= {name for name, out in outputs.items() if not torch.isfinite(out).all()}
+    return sorted(bad)
+
+
+def raise_if_diverged(model: torch.nn.Module, batch, step: int, checkpoint_path: Path, exc: Exception) -> None:
+    """After an update on `batch` raised `exc`: TrainingDivergedError if the model's parameters or
+    its outputs on the batch are NaN/inf (an update on non-finite values fails inside the two-hot
+    encoding of its targets before any loss is logged); otherwise return, and the caller re-raises
+    `exc` (a bug, with its traceback)."""
+    bad = _nonfinite_parts(model, batch)
+    if bad:
+        last = (f"the last checkpoint ({checkpoint_path}) is untouched" if checkpoint_path.exists()
+                else "no checkpoint was written yet")
+        raise TrainingDivergedError(f"non-finite parameters or outputs in {', '.join(bad)} at step {step} (the update "
+                                    f"failed: {type(exc).__name__}): training diverged and stopped; {last}; "
+                                    f"lower lr or check the task's rewards") from None
+
+
 def progress_bar(cfg, initial: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
     return tqdm(total=cfg.steps, initial=initial, disable=not (cfg.progress_bar and enabled), dynamic_ncols=True,
                 desc=desc, unit=unit)

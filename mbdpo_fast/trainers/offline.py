@@ -20,7 +20,7 @@ from ..agent import MBDPO
 from ..batch import Batch
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..errors import ConfigError
-from .common import check_finite, progress_bar
+from .common import check_finite, progress_bar, raise_if_diverged
 from .evaluation import EVAL_FIELDS, TASK_FIELDS, evaluate_tasks, log_task_results
 from .logger import CSVLog, Logger
 from .timing import RegionTimer
@@ -126,7 +126,12 @@ class OfflineTrainer:
                     if summary:
                         pbar.set_postfix(score=f"{summary['score']:.1f}", refresh=False)
                 with self.timer.region("update"):
-                    metrics = self.agent.update(self.sample())
+                    batch = self.sample()
+                    try:
+                        metrics = self.agent.update(batch)
+                    except (RuntimeError, IndexError) as exc:
+                        raise_if_diverged(self.agent.model, batch, self.step, self.checkpoint_path, exc)
+                        raise
                 self.step += 1
                 pbar.update(1)
                 self.elapsed = time.perf_counter() - start_wall

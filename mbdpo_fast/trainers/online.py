@@ -36,7 +36,7 @@ from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
 from ..data.replay import ReplayBuffer
 from ..envs import trains_every_task
-from .common import check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar
+from .common import check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar, raise_if_diverged
 from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
 from .logger import CSVLog, Logger
 from .timing import RegionTimer
@@ -149,7 +149,12 @@ class OnlineTrainer:
     def _update(self, n: int, acc: dict) -> None:
         for _ in range(n):
             with self.timer.region("update"):
-                metrics = self.agent.update(self.buffer.sample(self.cfg.batch_size))
+                batch = self.buffer.sample(self.cfg.batch_size)
+                try:
+                    metrics = self.agent.update(batch)
+                except (RuntimeError, IndexError) as exc:
+                    raise_if_diverged(self.agent.model, batch, self.step, self.checkpoint_path, exc)
+                    raise
             for k, v in metrics.items():
                 acc["losses"][k] = acc["losses"].get(k, 0.0) + v.detach()
             acc["updates"] += 1
