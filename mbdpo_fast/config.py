@@ -363,6 +363,11 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
             cfg.seed_updates = max(1, cfg.seed_steps * cfg.updates_per_step // cfg.num_envs)
     _require(cfg.wandb.mode in ("disabled", "offline", "online"),
              f"wandb.mode={cfg.wandb.mode!r}: use disabled, offline or online")
+    import importlib.util
+
+    _require(cfg.wandb.mode == "disabled" or importlib.util.find_spec("wandb") is not None,
+             f"wandb.mode={cfg.wandb.mode} needs wandb, which is not installed (pip install 'mbdpo_fast[wandb]', "
+             f"or wandb.mode=disabled)")
     _require(not (cfg.grad_checkpoint and cfg.cudagraphs), "grad_checkpoint=true does not combine with cudagraphs=true")
     resolve_device(cfg.device)
     return to_spec(cfg)

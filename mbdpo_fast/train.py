@@ -24,6 +24,11 @@ register_schema()
 
 def build_envs(spec):
     """The training env (spec.num_envs copies) and the evaluation envs (mbdpo_fast/envs) of spec.task."""
+    if spec.env_backend == "mjx":  # nothing else shows while JAX compiles the batched step
+        print(f"building {spec.num_envs} MJX environments of {spec.task} (JAX compiles reset and step: about a "
+              f"minute on a CPU, seconds on a GPU)", flush=True)
+    elif spec.num_envs > 1:
+        print(f"starting {spec.num_envs} environment worker processes", flush=True)
     env = make_env(spec, spec.num_envs, spec.seed)
     if (env.obs_dim, env.action_dim) != (spec.obs_dim, spec.action_dim):  # the registry disagrees with the env
         env.close()

@@ -1,5 +1,6 @@
 """The error contract of every entry point: a user's mistake gives one line `error: ...` on stderr,
 exit code 2, and leaves the file tree as it was (no run directory, no .hydra/ written)."""
+import importlib.util
 import os
 
 import pytest
@@ -28,6 +29,8 @@ CASES = {
     "finetune without checkpoint": ("mbdpo_fast.finetune", ["task=walker-run"], "checkpoint is not set"),
     "finetune, wrong type": ("mbdpo_fast.finetune", ["seed=x"], "seed=x"),
 }
+if importlib.util.find_spec("wandb") is None:
+    CASES["wandb without wandb"] = ("mbdpo_fast.train", ["wandb.mode=offline"], "needs wandb, which is not installed")
 if not torch.cuda.is_available():
     CASES["cuda without a GPU"] = ("mbdpo_fast.train", ["device=cuda"], "torch sees no GPU")
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ..config import RunSpec
+from ..errors import ConfigError
 
 
 class CSVLog:
@@ -60,7 +61,7 @@ class Logger:
             try:
                 import wandb
             except ImportError:
-                raise RuntimeError("wandb.mode is not 'disabled' but wandb is not installed: "
+                raise ConfigError("wandb.mode is not 'disabled' but wandb is not installed: "
                                    "pip install 'mbdpo_fast[wandb]' or set wandb.mode=disabled") from None
             self._wandb = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
                                      mode=cfg.wandb.mode, dir=str(self.work_dir), name=f"{cfg.task}-s{cfg.seed}",
