@@ -91,10 +91,13 @@ def test_elite_score_matches_reference(E, N, k, H, A):
     x, eps = torch.randn(E, H, A, device=DEV), torch.randn(E, N, H, A, device=DEV)
     out = elite_score(values, cand, x, 0.6, 0.95, k, 0.5, next_abar=0.7, eps=eps)
     ref = elite_score_reference(values, cand, x, 0.6, 0.95, k, 0.5, next_abar=0.7, eps=eps)
+    # fp32: 1e-5 relative, or 1e-6 absolute where the score update nearly cancels terms of order 1
+    # (a single small output element then carries the inputs' rounding, not its own)
+    close = lambda o, r: rel_err(o, r) < 1e-5 or (o.double() - r.double()).abs().max().item() < 1e-6
     for o, r in zip(out, ref):
-        assert not o.isnan().any() and rel_err(o, r) < 1e-5
+        assert not o.isnan().any() and close(o, r)
     last = elite_score(values, cand, x, 0.6, 0.95, k, 0.5)  # the last step: no next candidates
-    assert last[2] is None and rel_err(last[0], ref[0]) < 1e-5
+    assert last[2] is None and close(last[0], ref[0])
 
 
 def test_elite_ties_take_the_lowest_indices():
