@@ -108,11 +108,12 @@ class OnlineTrainer:
             self.env_rng_restored = True
         self.logger.truncate_after(self.step)
         evals = [self.logger.eval] + ([self.task_log] if self.every_task else [])
-        for log in evals:
-            log.truncate_after(self.step)
-            if self.last_eval != self.step:
-                # A checkpoint at an episode end precedes that step's evaluation, which runs again on
-                # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
+        if self.every_task:
+            self.task_log.truncate_after(self.step)
+        if self.last_eval != self.step:
+            # A checkpoint at an episode end precedes that step's evaluation, which runs again on
+            # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
+            for log in evals:
                 log.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
