@@ -4,18 +4,18 @@ worker processes.
 
     python benchmarks/env_rate.py --tasks cheetah-run walker-run humanoid-run --envs 256 1024 4096 16384
     python benchmarks/env_rate.py --cpu-suites --workers 1 2 8        # AsyncVecEnv (dm_control)
+    python benchmarks/env_rate.py --quick                             # one small size (under a minute on a CPU)
 
 Baselines (both reported; the bridge is compared with the faster one): a Python loop calling the
 same jitted batched step with actions drawn in JAX, and one `lax.scan` over the same steps.
 Every rate is env-steps/s = agent steps x E / seconds, after a warm-up that includes compilation
-(compile seconds are reported separately). Rows append to --csv with GPU name, date and commit.
-On a machine without a GPU it runs small sizes on the CPU and says so in every row.
+(compile seconds are reported separately). Rows go to --csv (default runs/benchmarks/env_rate.csv)
+with the device's name, date and commit. On a machine without a GPU it runs small sizes on the CPU
+and says so in every row; --quick on a CPU times the CPU suite workers (MJX compiles for about a
+minute per shape there).
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime as dt
 import os
 import sys
 import time
@@ -24,19 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import commit, device_name  # noqa: E402
-
-
-def write_rows(path: str | None, rows: list[dict]) -> None:
-    if not path or not rows:
-        return
-    p = Path(path)
-    new = not p.exists()
-    with open(p, "a", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+from common import announce, benchmark_parser, check_device, error_note, fail, outputs, stamp, write_csv  # noqa: E402
 
 
 def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) -> dict:
@@ -121,35 +109,53 @@ def bench_cpu_suite(task: str, workers: int, steps: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", nargs="+", default=["cheetah-run", "walker-run", "humanoid-run"])
+    ap = benchmark_parser("env_rate", __doc__)
+    ap.add_argument("--tasks", nargs="+", default=None, help="default: cheetah-run walker-run humanoid-run")
     ap.add_argument("--envs", nargs="+", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--impl", default="jax")
+    ap.add_argument("--impl", default="jax", choices=["jax", "warp"])
     ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
-    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2, 8])
-    ap.add_argument("--csv", default=None)
+    ap.add_argument("--workers", nargs="+", type=int, default=None, help="default: 1 2 8")
     args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device)
+    csv_path, _ = outputs(args)
+    from mbdpo_fast.task_registry import names, suggest
+
+    for t in args.tasks or []:
+        if t not in names():
+            fail(f"unknown task {t!r}.{suggest(t, names())}", "the names are in mbdpo_fast/task_registry.py")
     gpu = device.type == "cuda"
-    stamp = {"date": dt.date.today().isoformat(), "commit": commit(), "device": device_name(device)}
-    rows = []
-    if args.cpu_suites:
-        for task in args.tasks:
-            for w in args.workers:
-                row = {**stamp, **bench_cpu_suite(task, w, args.steps or 500)}
-                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-                rows.append(row)
+    cpu_suites = args.cpu_suites or (args.quick and not gpu)
+    tasks = args.tasks or (["cheetah-run"] if args.quick else ["cheetah-run", "walker-run", "humanoid-run"])
+    meta = stamp(device)
+    if cpu_suites:
+        workers = args.workers or ([1, 2] if args.quick else [1, 2, 8])
+        steps = args.steps or (100 if args.quick else 500)
+        plan = [f"CPU suites in worker processes: {', '.join(tasks)} at {workers} workers, {steps} steps each"]
+        seconds = sum(5 + steps * 0.004 * 2 for _ in tasks for _ in workers)  # ~2-4 ms per dm_control step
     else:
-        envs = args.envs or ([256, 1024, 4096, 16384] if gpu else [16, 64])
+        envs = args.envs or ([1024] if args.quick and gpu else [256, 1024, 4096, 16384] if gpu else [16, 64])
         steps = args.steps or (200 if gpu else 20)
-        for task in args.tasks:
-            for E in envs:
-                row = {**stamp, **bench_mjx(task, E, steps, device, args.impl),
-                       "sizes": "full (GPU)" if gpu else "small (CPU smoke run, not a GPU measurement)"}
-                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-                rows.append(row)
-    write_rows(args.csv, rows)
+        plan = [f"MJX ({args.impl}) {', '.join(tasks)} at E={envs}, {steps} steps: bridged, JAX loop, lax.scan"
+                + ("" if gpu else " (small sizes on CPU: a smoke run, not a GPU measurement)")]
+        seconds = sum((40 if gpu else 90) for _ in tasks for _ in envs)  # compile of step and scan dominates
+    announce(f"env_rate on {meta['device']}, commit {meta['commit']}", plan, seconds, csv_path)
+    if args.dry_run:
+        return
+    rows = []
+    for task in tasks:
+        for n in (workers if cpu_suites else envs):
+            try:
+                if cpu_suites:
+                    row = {**meta, **bench_cpu_suite(task, n, steps), "note": ""}
+                else:
+                    row = {**meta, **bench_mjx(task, n, steps, device, args.impl),
+                           "sizes": "full (GPU)" if gpu else "small (CPU smoke run, not a GPU measurement)", "note": ""}
+            except Exception as e:  # noqa: BLE001  one failure is reported, the others still run
+                row = {**meta, "task": task, ("workers" if cpu_suites else "E"): n, "note": error_note(e)}
+            print(" | ".join(f"{k}={v}" for k, v in row.items() if v != ""), flush=True)
+            rows.append(row)
+    write_csv(csv_path, rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ energy pairing (`energy_pairing=reference`, the behaviour behind the published c
 
     python benchmarks/learning_check.py                       # 2 tasks x 3 seeds, 2 runs at a time
     python benchmarks/learning_check.py --tasks walker-walk --seeds 1 --steps 3000
+    python benchmarks/learning_check.py --quick     # one tiny run (under a minute): checks the pipeline only
 
 Each run is `python -m mbdpo_fast.train` with `profile=cpu_small` and the overrides below, in
 `--runs-dir/<task>/s<seed>`; a finished run is kept, an interrupted one resumes from its checkpoint
@@ -14,7 +15,6 @@ Each run is `python -m mbdpo_fast.train` with `profile=cpu_small` and the overri
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import subprocess
@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import commit  # noqa: E402
+from common import Parser, announce, commit, fail  # noqa: E402
 
 
 def run_overrides(task: str, seed: int, args, run_dir: Path) -> list[str]:
@@ -127,7 +127,7 @@ def plot(curves, rand, out_png: Path, title: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(prog="learning_check.py", description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=["walker-stand", "walker-walk"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--steps", type=int, default=5000, help="agent steps per run")
@@ -138,14 +138,39 @@ def main() -> None:
     ap.add_argument("--random-episodes", type=int, default=10)
     ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run, e.g. model_size=5")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "learning_check"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learning_check"))
+    ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results/learning_check; "
+                                                "with --quick runs/benchmarks/learning_check_quick)")
+    ap.add_argument("--quick", action="store_true", help="one tiny run of 120 agent steps: checks the pipeline, "
+                                                         "not learning (under a minute)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     args = ap.parse_args()
+    from mbdpo_fast.task_registry import names, suggest
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    for t in args.tasks:
+        if t not in names():
+            fail(f"unknown task {t!r}.{suggest(t, names())}", "the names are in mbdpo_fast/task_registry.py")
+    if args.quick:  # 25-step episodes so that an evaluation takes seconds
+        args.tasks, args.seeds, args.steps, args.eval_freq = args.tasks[-1:], args.seeds[:1], 120, 60
+        args.random_episodes, args.jobs = 2, 1
+        args.extra = ["episode_length=25", "seed_steps=40", *args.extra]
+        args.runs_dir = str(ROOT / "runs" / "learning_check_quick") if args.runs_dir == ap.get_default("runs_dir") \
+            else args.runs_dir
+    out = Path(args.out or (ROOT / "runs" / "benchmarks" / "learning_check_quick" if args.quick
+                            else ROOT / "benchmarks" / "results" / "learning_check"))
     jobs = [(t, s) for s in args.seeds for t in args.tasks]
-    print(f"learning check: {len(jobs)} runs of {args.steps} agent steps, {args.jobs} at a time, "
-          f"{args.threads} thread(s) each; runs in {args.runs_dir}", flush=True)
+    # ~4.4 agent steps/s per run at one thread on this project's 2-core CPU, plus the evaluations.
+    per_run = args.steps / 4.4 + (args.steps // args.eval_freq + 1) * args.eval_episodes * 60
+    if args.quick:
+        per_run = 40
+    waves = -(-len(jobs) // max(args.jobs, 1))
+    announce(f"learning check, commit {commit()}",
+             [f"{len(jobs)} runs ({', '.join(args.tasks)} x seeds {args.seeds}) of {args.steps} agent steps, "
+              f"{args.jobs} at a time, {args.threads} thread(s) each; runs in {args.runs_dir}",
+              "finished runs are kept; interrupted ones resume"], waves * per_run, out / "summary.csv",
+             out / "learning_check.png")
+    if args.dry_run:
+        return
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda ts: train_one(ts[0], ts[1], args), jobs))
@@ -153,8 +178,7 @@ def main() -> None:
     failed = [(t, s) for t, s, _, rc in results if rc != 0]
 
     if failed:
-        print(f"error: runs failed: {failed} (logs in {args.runs_dir}/<task>/s<seed>.log)", file=sys.stderr)
-        sys.exit(2)
+        fail(f"runs failed: {failed}", f"logs in {args.runs_dir}/<task>/s<seed>.log; rerun to resume them")
     rand = {t: random_returns(t, args.random_episodes, Path(args.runs_dir) / t / f"s{args.seeds[0]}")
             for t in args.tasks}
     curves = {t: {s: read_eval(Path(args.runs_dir) / t / f"s{s}") for s in args.seeds} for t in args.tasks}
@@ -182,7 +206,9 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=[*rows[0].keys(), "wall_s_this_call", "commit"])
         w.writeheader()
         for r in rows:
-            w.writerow({**{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()},
+            # a statistic with no data (a seed that did not finish) is left empty, never nan
+            w.writerow({**{k: ("" if isinstance(v, float) and v != v else f"{v:.2f}" if isinstance(v, float) else v)
+                           for k, v in r.items()},
                         "wall_s_this_call": f"{wall:.0f}", "commit": commit()})
     title = (f"MBDPO, paper mode (E=1, 1 update/step), profile=cpu_small, energy_pairing=reference; "
              f"{len(args.seeds)} seeds; {args.eval_episodes} evaluation episode(s) per point; commit {commit()}")

@@ -2,7 +2,8 @@
 actions 6), for the precision/memory variants of the update.
 
     python benchmarks/offline_update.py [--sizes 1 5 19 48 317] [--batch 256]
-        [--variants fp32 bf16 bf16+ckpt] [--csv FILE]
+        [--variants fp32 bf16 bf16+ckpt] [--csv FILE]     # CSV default: runs/benchmarks/offline_update.csv
+    python benchmarks/offline_update.py --quick          # model size 1 only (under a minute on a CPU)
 
 Each row: parameters, median ms per update (CUDA-synchronised, after warm-up), updates/s, peak
 GPU memory of the update (torch.cuda.max_memory_allocated after a reset, model and optimiser
@@ -13,9 +14,6 @@ size 1 at batch 32 as a smoke test of the script.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime as dt
 import math
 import statistics
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import commit, device_name  # noqa: E402
+from common import announce, benchmark_parser, check_device, outputs, stamp, write_csv  # noqa: E402
 
 from mbdpo_fast.agent import MBDPO, seed_everything  # noqa: E402
 from mbdpo_fast.batch import Batch  # noqa: E402
@@ -85,40 +83,42 @@ def measure(size: int, variant: str, batch: int, device: str, repeats: int, warm
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap = benchmark_parser("offline_update", __doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, choices=[1, 5, 19, 48, 317])
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--csv", default=None)
     args = ap.parse_args()
-    cpu = args.device == "cpu"
-    sizes = args.sizes or ([1] if cpu else [1, 5, 19, 48, 317])
+    dev = check_device(args.device)
+    csv_path, _ = outputs(args)
+    cpu = dev.type == "cpu"
+    sizes = args.sizes or ([1] if cpu or args.quick else [1, 5, 19, 48, 317])
     batch = args.batch or (32 if cpu else 256)
-    if cpu:
+    if cpu or args.quick:
         args.repeats, args.warmup = min(args.repeats, 3), 1
-    stamp = dict(gpu=device_name(torch.device(args.device)), date=dt.date.today().isoformat(), commit=commit(),
-                 command=" ".join(["python", *sys.argv]))
+    meta = {**stamp(dev), "command": " ".join(["python", *sys.argv])}
+    # Rough: on a CPU a size-1 update at batch 32 takes ~0.5 s; on an H100 sizes 1-48 take
+    # milliseconds to a second, size 317 seconds (model build and warm-up dominate).
+    per = {1: 3, 5: 4, 19: 8, 48: 15, 317: 60} if not cpu else {1: 6, 5: 20, 19: 80, 48: 200, 317: 1200}
+    announce(f"offline_update on {meta['device']}, commit {meta['commit']}",
+             [f"one mt80 update at model sizes {sizes}, batch {batch}, variants {', '.join(args.variants)}, "
+              f"{args.warmup} warm-up + {args.repeats} timed updates each"],
+             sum(per[s] for s in sizes) * len(args.variants), csv_path)
+    if args.dry_run:
+        return
     rows = []
     print("| size | params (M) | variant | batch | ms/update | updates/s | peak GiB | status |")
     print("|---|---|---|---|---|---|---|---|")
     for size in sizes:
         for variant in args.variants:
             r = measure(size, variant, batch, args.device, args.repeats, args.warmup)
-            rows.append({**r, **stamp})
-            print(f"| {size} | {r.get('params_M', '')} | {variant} | {batch} | {r.get('ms_per_update', '')} | "
-                  f"{r.get('updates_per_s', '')} | {r.get('peak_mem_GiB', '')} | {r['status']} |", flush=True)
-    print(f"device {stamp['gpu']}, commit {stamp['commit']}, {stamp['date']}")
-    if args.csv:
-        fields = ["model_size", "params_M", "variant", "batch", "ms_per_update", "updates_per_s", "peak_mem_GiB",
-                  "total_loss", "status", "gpu", "date", "commit", "command"]
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+            rows.append({**r, **meta})
+            print(f"| {size} | {r.get('params_M', '-')} | {variant} | {batch} | {r.get('ms_per_update', '-')} | "
+                  f"{r.get('updates_per_s', '-')} | {r.get('peak_mem_GiB', '-')} | {r['status']} |", flush=True)
+    fields = ["model_size", "params_M", "variant", "batch", "ms_per_update", "updates_per_s", "peak_mem_GiB",
+              "total_loss", "status", "device", "date", "commit", "torch", "command"]
+    write_csv(csv_path, rows, fields)
 
 
 if __name__ == "__main__":

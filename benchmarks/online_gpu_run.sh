@@ -14,7 +14,7 @@ fi
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled MUJOCO_GL=disable
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3 | tee "$OUT/cuda_tests.txt"
-python3 benchmarks/plan_update_latency.py --device cuda --model-size 5 --repeats 30 --csv "$OUT/latency.csv"
+python3 benchmarks/step_rate.py --sections plan update --variants off --envs 1 --batches 256 --csv "$OUT/latency.csv"
 rm -rf /tmp/run
 timeout $((TIME_LIMIT + 90)) python3 -m mbdpo_fast.train task=cheetah-run model_size=5 device=cuda time_limit="$TIME_LIMIT" \
   progress_bar=false hydra.run.dir=/tmp/run "$@" 2>&1 | grep -v absl | tee "$OUT/train_log.txt"

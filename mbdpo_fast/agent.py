@@ -57,6 +57,20 @@ class MBDPO:
         self._update_fn = torch.compile(self.update_step) if cfg.compile else self.update_step
         self.model.eval()
 
+    def code_paths(self) -> dict[str, str]:
+        """What actually runs, after the device has had its say (kernels=triton falls back to torch
+        without CUDA or TRITON_INTERPRET=1; cudagraphs needs CUDA), e.g.
+        {"planner": "torch eager fp32", "update": "eager bf16 +cudagraphs"}. Benchmarks label rows by it."""
+        p = self.planner
+        if p.kernels == "triton":
+            from .kernels import interpreting
+            planner = "triton kernels" + (" (interpreted)" if interpreting() and self.device.type != "cuda" else "")
+        else:
+            planner = "torch " + ("compiled" if p.compiled else "eager")
+        graphs = " +cudagraphs" if self.use_graphs else ""
+        update = ("compiled" if self.cfg.compile else "eager") + (" bf16" if self.bf16_update else " fp32")
+        return {"planner": f"{planner} {'bf16' if p.bf16 else 'fp32'}{graphs}", "update": update + graphs}
+
     # ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: torch.Tensor, plan: torch.Tensor, first: torch.Tensor | None = None,

@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
     return train_and_report(trainer, spec, f"task {spec.task} | model_size {spec.model_size} "
                             f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} "
                             f"({threads} threads) | envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
-                            f"| seed_steps {spec.seed_steps} | run dir {work_dir}")
+                            f"| seed_steps {spec.seed_steps} | planner {trainer.agent.code_paths()['planner']} | run dir {work_dir}")
 
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="config")

@@ -2,6 +2,9 @@
 exit code 2, and leaves the file tree as it was (no run directory, no .hydra/ written)."""
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +32,21 @@ CASES = {
     "finetune without checkpoint": ("mbdpo_fast.finetune", ["task=walker-run"], "checkpoint is not set"),
     "finetune, wrong type": ("mbdpo_fast.finetune", ["seed=x"], "seed=x"),
 }
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+# The benchmark scripts: a wrong option, a device that is not there, an output that cannot be written.
+CASES.update({
+    "step_rate, unknown option": ("step_rate.py", ["--bogus"], "unrecognized arguments: --bogus"),
+    "step_rate, unknown variant": ("step_rate.py", ["--variants", "nope"], "unknown variant(s) nope"),
+    "step_rate, unwritable CSV": ("step_rate.py", ["--csv", "/proc/mbdpo_run/x.csv"], "cannot write CSV"),
+    "step_rate, directory as CSV": ("step_rate.py", ["--csv", "."], "is a directory"),
+    "denoise_profile, bad backend": ("denoise_profile.py", ["--backends", "cuda-magic"], "invalid choice"),
+    "denoise_profile, unwritable PNG": ("denoise_profile.py", ["--png", "/proc/mbdpo_run/x.png"], "cannot write PNG"),
+    "env_rate, unknown task": ("env_rate.py", ["--tasks", "chetah-run"], "Did you mean cheetah-run"),
+    "offline_update, bad size": ("offline_update.py", ["--sizes", "7"], "invalid choice: 7"),
+    "learning_check, unknown task": ("learning_check.py", ["--tasks", "walker-wlak"], "Did you mean walker-walk"),
+})
+if not torch.cuda.is_available():
+    CASES["step_rate, cuda without a GPU"] = ("step_rate.py", ["--device", "cuda"], "torch sees no CUDA GPU")
 if importlib.util.find_spec("wandb") is None:
     CASES["wandb without wandb"] = ("mbdpo_fast.train", ["wandb.mode=offline"], "needs wandb, which is not installed")
 if not torch.cuda.is_available():
@@ -40,7 +58,12 @@ def test_one_line_exit_2_nothing_written(tmp_path, case):
     module, args, message = CASES[case]
     (tmp_path / "keep.txt").write_text("x")
     before = tree(tmp_path)
-    p = run_cli(module, args, cwd=tmp_path, timeout=120)
+    if module.endswith(".py"):  # a benchmark script; its default outputs are redirected into tmp_path
+        outs = [] if {"--csv", "--png"} & set(args) or module == "learning_check.py" else ["--csv", str(tmp_path / "o.csv")]
+        p = subprocess.run([sys.executable, str(BENCH / module), *args, *outs], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120, env=dict(os.environ, WANDB_MODE="disabled", MUJOCO_GL="disable"))
+    else:
+        p = run_cli(module, args, cwd=tmp_path, timeout=120)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr[-2000:]

@@ -169,3 +169,27 @@ def test_a_diverging_learning_rate_stops_with_one_error_line(tmp_path):
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and "training diverged" in errors[0], p.stderr[-2000:]
     assert "Traceback" not in p.stderr and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_progress_bar_names_each_stage_with_the_evaluation_rate(tmp_path, capsys):
+    """The bar says what the run is doing: environments, seeding, evaluation with steps done of the
+    expected total, a rate and the time left."""
+    tiny = [o for o in TINY if not o.startswith("progress_bar=")]
+    run(compose_cfg(tiny + ["progress_bar=true", "eval_freq=50", "steps=60", "checkpoint_freq=1000"], tmp_path))
+    err = capsys.readouterr().err
+    for stage in ("[starting the environments]", "[seeding: random actions]", "[evaluating at step 0: 1 episode]",
+                  "[evaluating at step 50: ", "[evaluating at step 60: "):
+        assert stage in err, stage
+    assert "/50 steps" in err and " steps/s, ~" in err and " s left]" in err
+
+
+def test_eval_progress_reports_done_of_total_with_rate():
+    from mbdpo_fast.trainers.common import EvalProgress
+
+    said = []
+    p = EvalProgress(said.append, "evaluating at step 7", 4)
+    for done in range(1, 5):
+        p(done)
+    assert said[0].startswith("evaluating at step 7: 1/4 steps, 0.0 steps/s")  # no rate from one step
+    assert said[-1].startswith("evaluating at step 7: 4/4 steps, ") and said[-1].endswith("~0 s left")
+    assert len(said) == 2  # at most once a second, and always at the end

@@ -1,8 +1,9 @@
-"""What every training loop shares: the divergence check, the progress bar, and the RNG states of
-in-process environments as checkpointable tensors."""
+"""What every training loop shares: the divergence check, the progress bar (and an evaluation's
+progress shown in it), and the RNG states of in-process environments as checkpointable tensors."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,26 @@ def raise_if_diverged(model: torch.nn.Module, batch, step: int, checkpoint_path:
 def progress_bar(cfg, initial: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
     return tqdm(total=cfg.steps, initial=initial, disable=not (cfg.progress_bar and enabled), dynamic_ncols=True,
                 desc=desc, unit=unit)
+
+
+class EvalProgress:
+    """A progress display for one evaluation: `stage(text)` is told the steps done of the expected
+    total (episodes x episode length per env copy), the rate and the time left, at most once a second."""
+
+    def __init__(self, stage, label: str, total: int):
+        self.stage, self.label, self.total = stage, label, max(int(total), 1)
+        self.t0 = self.shown = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter()
+        if done == 1:
+            self.t0 = now  # the rate leaves out the first step (it may compile or capture)
+        if now - self.shown < 1.0 and done < self.total:
+            return
+        self.shown = now
+        rate = (done - 1) / (now - self.t0) if done > 1 and now > self.t0 else 0.0
+        left = f", ~{max(self.total - done, 0) / rate:.0f} s left" if rate > 0 else ""
+        self.stage(f"{self.label}: {min(done, self.total)}/{self.total} steps, {rate:.1f} steps/s{left}")
 
 
 def np_rng_to_tensors(rs: np.random.RandomState) -> dict:

@@ -19,13 +19,15 @@ from ..task_registry import normalized_score, suite_of
 
 
 @torch.no_grad()
-def run_episodes(agent, env, episodes: int, seed: int | None = None, task: int | None = None) -> dict:
+def run_episodes(agent, env, episodes: int, seed: int | None = None, task: int | None = None,
+                 progress=None) -> dict:
     """`episodes` episodes on a batched env of E copies (episodes a multiple of E): the env is reset
     (re-seeded with `seed` when given) and each copy runs episodes / E episodes in a row, continuing
     from its own auto-reset; so E = 1 runs them one after another, E = episodes all at once.
     task: the task's index for a multi-task agent (the env is then padded, envs/padded.py).
     Returns {"reward": mean return, "returns": [...], "successes": [...], "success": mean or None};
-    returns in the order the episodes ended (copy order within a step)."""
+    returns in the order the episodes ended (copy order within a step).
+    progress: called as progress(vector_steps_done) after every step (a progress display)."""
     E = env.num_envs
     if episodes < 1 or episodes % E:
         raise ValueError(f"episodes={episodes} must be a positive multiple of the env's {E} copies")
@@ -36,10 +38,14 @@ def run_episodes(agent, env, episodes: int, seed: int | None = None, task: int |
     task_t = None if task is None else torch.full((E,), int(task), dtype=torch.long, device=dev)
     finished = [0] * E
     returns, successes = [], []
+    steps = 0
     while min(finished) < per_env:
         action, plan = agent.act(obs, plan, first=first, task=task_t, eval_mode=True)
         obs, _, _, _, info = env.step(action.to(getattr(env, "device", dev)))
         obs, first = obs.to(dev), info["done"].to(dev)
+        steps += 1
+        if progress is not None:
+            progress(steps)
         if bool(first.any()):
             ended = first.nonzero().flatten().tolist()
             ret = info["episode_return"].tolist()

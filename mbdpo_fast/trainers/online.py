@@ -36,7 +36,8 @@ from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
 from ..data.replay import ReplayBuffer
 from ..envs import trains_every_task
-from .common import check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar, raise_if_diverged
+from .common import (EvalProgress, check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar,
+                     raise_if_diverged)
 from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
 from .logger import CSVLog, Logger
 from .timing import RegionTimer
@@ -117,14 +118,23 @@ class OnlineTrainer:
                 log.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
-    def _evaluate(self) -> None:
+    def _evaluate(self, stage=None) -> None:
+        """Evaluate every evaluation env at the current step; `stage(text)` (optional) is told how
+        far each evaluation has come, with its rate and the time left."""
+        def progress(name: str, env):
+            if stage is None:
+                return None
+            which = f" ({name})" if len(self.eval_envs) > 1 else ""
+            total = self.cfg.eval_episodes // env.num_envs * self.cfg.episode_length
+            return EvalProgress(stage, f"evaluating at step {self.step}{which}", total)
+
         if self.every_task:
             results = []
             for task, env in self.eval_envs.items():
                 index = list(self.cfg.tasks).index(task)
                 with self.timer.region("eval"):
                     res = run_episodes(self.agent, env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step,
-                                       task=index)
+                                       task=index, progress=progress(task, env))
                 results.append(TaskResult.of(task, index, res))
             if results:
                 self._eval_summary = {"score": log_task_results(self.logger, self.task_log, self.step, results)["score"]}
@@ -134,7 +144,8 @@ class OnlineTrainer:
         for name, env in self.eval_envs.items():
             with self.timer.region("eval"):
                 results[name] = run_episodes(self.agent, env, self.cfg.eval_episodes,
-                                             seed=self.cfg.seed * 100_003 + self.step, task=self.task_index)
+                                             seed=self.cfg.seed * 100_003 + self.step, task=self.task_index,
+                                             progress=progress(name, env))
         if results:
             # eval.csv keeps the published format: the reward of the first evaluation env (the
             # training backend's own task); the others go to the progress bar.
@@ -206,8 +217,9 @@ class OnlineTrainer:
         try:
             while self.step < cfg.steps:
                 if self.step >= next_eval:
-                    stage(f"evaluating: {cfg.eval_episodes} episodes at step {self.step}")
-                    self._evaluate()
+                    stage(f"evaluating at step {self.step}: {cfg.eval_episodes} episode"
+                          f"{'s' if cfg.eval_episodes > 1 else ''}")
+                    self._evaluate(stage if cfg.progress_bar else None)
                     stage("seeding: random actions" if self.step < cfg.seed_steps else "")
                     next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq
                 if self.step < cfg.seed_steps:
@@ -259,7 +271,7 @@ class OnlineTrainer:
                     stop = "time_limit"
                     break
             if self.last_eval != self.step:
-                self._evaluate()  # the final policy is always evaluated (also at the time limit)
+                self._evaluate(stage if cfg.progress_bar else None)  # the final policy, always (also at the time limit)
             if float(acc["updates"]) or float(acc["ep_count"]):
                 self._log(acc, (self.step - window_steps) / max(time.perf_counter() - window_wall, 1e-9), pbar)
             self.save()
@@ -268,4 +280,4 @@ class OnlineTrainer:
             self.logger.close()
         return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop,
                 "env_steps_per_s": (self.step - step0) / max(time.perf_counter() - wall0, 1e-9),
-                "checkpoint": str(self.checkpoint_path)}
+                "checkpoint": str(self.checkpoint_path), "code_paths": self.agent.code_paths()}

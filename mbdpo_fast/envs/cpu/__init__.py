@@ -3,6 +3,7 @@ MetaWorld and MyoSuite in worker processes under their own interpreters. Imports
 (suite workers import parts of it)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,3 +27,25 @@ def suite_python(suite: str) -> str:
             return str(candidate)
     raise ConfigError(f"{suite} tasks run in their own Python environment, which is not installed: "
                       f"run `{make}` (creates {venv}) or set {var} to an interpreter that has {suite}")
+
+
+# Worker processes step while the trainer waits for them (never at the same time as its torch
+# threads), so the trainer keeps every core; each worker itself is one thread: these variables are
+# read by OpenMP/BLAS when a worker's interpreter loads them.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def single_threaded_children():
+    """os.environ with SINGLE_THREAD_ENV while worker processes start (gymnasium's forkserver takes
+    the environment it starts with), restored afterwards for this process."""
+    saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    os.environ.update(SINGLE_THREAD_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

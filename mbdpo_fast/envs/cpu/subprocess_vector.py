@@ -25,6 +25,7 @@ import numpy as np
 import mbdpo_fast
 
 from ...errors import WorkerError
+from . import SINGLE_THREAD_ENV
 
 _SOURCE_ROOT = str(Path(mbdpo_fast.__file__).resolve().parent.parent)
 
@@ -39,7 +40,8 @@ class SubprocessVectorEnv(gym.vector.VectorEnv):
         address = os.path.join(self._dir, "socket")
         authkey = os.urandom(16)
         self._listener = Listener(address, family="AF_UNIX", authkey=authkey)
-        env = dict(os.environ, PYTHONPATH=_SOURCE_ROOT, MUJOCO_GL=os.environ.get("MUJOCO_GL", "disable"))
+        env = dict(os.environ, PYTHONPATH=_SOURCE_ROOT, MUJOCO_GL=os.environ.get("MUJOCO_GL", "disable"),
+                   **SINGLE_THREAD_ENV)
         self._procs = []
         for i in range(self.num_envs):
             args = json.dumps({"task": task, "seed": seed + i, "action_repeat": action_repeat,

@@ -45,6 +45,7 @@ class GymTask(gym.Env):
 
 
 def _make(task, seed, action_repeat, episode_length):
+    torch.set_num_threads(1)  # a worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV)
     return GymTask(task, seed, action_repeat, episode_length)
 
 
@@ -53,7 +54,7 @@ class AsyncVecEnv:
                  episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver",
                  asynchronous: bool = True):
         from ...task_registry import get
-        from . import suite_python
+        from . import single_threaded_children, suite_python
 
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
@@ -67,8 +68,9 @@ class AsyncVecEnv:
         if suite == "dmcontrol":
             fns = [partial(_make, task, seed + i, action_repeat, episode_length) for i in range(self.num_envs)]
             if asynchronous:
-                self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
-                                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+                with single_threaded_children():
+                    self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
+                                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
             else:
                 self.vec = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         else:
