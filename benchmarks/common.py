@@ -37,7 +37,9 @@ def commit() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "CUDA (not present: dry run)"
+    return platform.processor() or "cpu"
 
 
 def stamp(device: torch.device) -> dict:
@@ -72,12 +74,14 @@ def benchmark_parser(name: str, doc: str, png: bool = False) -> Parser:
     return ap
 
 
-def check_device(name: str) -> torch.device:
+def check_device(name: str, dry_run: bool = False) -> torch.device:
+    """The device of --device; CUDA without a GPU is refused, except in a dry run (which only
+    prints the plan, e.g. benchmarks/gpu_all.sh --dry-run on a CPU machine)."""
     try:
         dev = torch.device(name)
     except RuntimeError:
         fail(f"unknown device {name!r}", "use cpu or cuda")
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if dev.type == "cuda" and not torch.cuda.is_available() and not dry_run:
         fail(f"device {name} asked for but torch sees no CUDA GPU", "use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         fail(f"device {name!r} is not supported here", "use cpu or cuda")
@@ -119,7 +123,7 @@ def announce(title: str, plan: list[str], seconds: float, csv_path: Path, png: P
     print(f"  roughly {mins} (estimate); results: {csv_path}" + (f" and {png}" if png else ""), flush=True)
 
 
-def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None, quiet: bool = False) -> None:
     """Write every row (overwriting the file); the header is the union of the rows' keys in order."""
     fields = fields or list(dict.fromkeys(k for r in rows for k in r))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +133,8 @@ def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> 
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
-    print(f"wrote {len(rows)} rows to {path}", flush=True)
+    if not quiet:
+        print(f"wrote {len(rows)} rows to {path}", flush=True)
 
 
 def shown(value, unit: str = "") -> str:

@@ -8,8 +8,9 @@ denoising step compiled + CUDA graphs + bf16) and Triton (fused kernels + CUDA g
 For each (backend, E, N[, K, H]): the latency of a whole plan (K-1 denoising steps, median after
 warm-up, synchronised), the cost of one denoising step (plan / (K-1)), planner env-steps/s, the
 analytic matrix FLOPs of a plan (2 x in x out of every layer the rollouts run) and, on a GPU, the
-achieved TFLOP/s as a share of the bf16 matrix peak measured there by a large bf16 matmul. Each
-row's `path` says which planner ran (the agent's own account). Without CUDA it runs tiny sizes
+achieved TFLOP/s as a share of the bf16 matrix peak measured there by a large bf16 matmul, and
+the kernel launches per denoising step (on a GPU from the CUDA profiler, elsewhere recorded on the
+meta device). Each row's `path` says which planner ran (the agent's own account). Without CUDA it runs tiny sizes
 (eager, and the Triton kernels only under TRITON_INTERPRET=1) and says so: a smoke run only. The
 PNG plots ms per denoising step against N (and K, H), one line per code path and E.
 """
@@ -60,6 +61,11 @@ def bf16_peak_tflops(device: torch.device) -> float | None:
     return 2 * n ** 3 / (ms * 1e-3) / 1e12
 
 
+def FIELDS_OF(meta: dict) -> list[str]:  # noqa: N802
+    return list(meta) + ["sweep", "backend", "path", "E", "N", "K", "H", "plan_ms", "step_ms", "env_steps_per_s",
+                         "launches_per_step", "launches_counted_by", "gflop_per_plan", "tflops", "pct_bf16_peak", "first_call_s", "note"]
+
+
 def make_agent(args, flags: dict, N: int, K: int, H: int):
     from mbdpo_fast.agent import MBDPO, seed_everything
     from mbdpo_fast.config import default_config, resolve
@@ -72,6 +78,35 @@ def make_agent(args, flags: dict, N: int, K: int, H: int):
     with warnings.catch_warnings():  # a backend that cannot run here is reported per row, below
         warnings.simplefilter("ignore")
         return MBDPO(cfg)
+
+
+def launches_per_step(args, agent, flags: dict, obs, plan) -> tuple[float | str, str]:
+    """Kernel launches per denoising step and how they were counted: on a GPU, the CUDA profiler's
+    device events of one call; elsewhere the planner's launches recorded on the meta device
+    (mbdpo_fast/kernels/recording.py; not for the compiled backend, whose fusion only a GPU shows)."""
+    K = agent.cfg.diffusion_steps
+    if torch.device(args.device).type == "cuda":
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            agent.act(obs, plan)
+            sync(torch.device(args.device))
+        n = sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+        return round(n / (K - 1), 1), "CUDA profiler"
+    if flags.get("compile"):
+        return "", ""
+    from mbdpo_fast.kernels.recording import record_launches
+    from mbdpo_fast.planner import DiffusionPlanner
+    from mbdpo_fast.world_model import WorldModel
+
+    with torch.device("meta"):
+        model = WorldModel(agent.cfg)
+    with record_launches() as rec:
+        planner = DiffusionPlanner(agent.cfg, model)
+        E = obs.shape[0]
+        planner.plan(torch.zeros(E, agent.cfg.latent_dim, device="meta"), planner.initial_plan(E, device="meta"))
+    return round(rec.launches / (K - 1), 1), "recorded"
 
 
 def measure(args, backend: str, flags: dict, E: int, N: int, K: int, H: int, peak: float | None) -> dict:
@@ -90,8 +125,10 @@ def measure(args, backend: str, flags: dict, E: int, N: int, K: int, H: int, pea
     ms = median_ms(lambda: agent.act(obs, plan), dev, 1 if args.small else 2, args.repeats, args.budget)
     flops = plan_flops(agent.cfg, E)
     tflops = flops / (ms * 1e-3) / 1e12
+    launches, counted = launches_per_step(args, agent, flags, obs, plan)
     return {**out, "plan_ms": round(ms, 4), "step_ms": round(ms / (K - 1), 4),
-            "env_steps_per_s": round(1000 * E / ms, 1), "gflop_per_plan": round(flops / 1e9, 3),
+            "env_steps_per_s": round(1000 * E / ms, 1), "launches_per_step": launches, "launches_counted_by": counted,
+            "gflop_per_plan": round(flops / 1e9, 3),
             "tflops": round(tflops, 3), "pct_bf16_peak": round(100 * tflops / peak, 2) if peak else "",
             "first_call_s": round(setup, 1), "note": ""}
 
@@ -135,7 +172,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per measurement at most")
     args = ap.parse_args()
-    dev = check_device(args.device)
+    dev = check_device(args.device, args.dry_run)
     csv_path, png = outputs(args)
     args.small = dev.type != "cuda"
     backends = BACKENDS_CUDA if dev.type == "cuda" else BACKENDS_CPU
@@ -182,9 +219,8 @@ def main() -> None:
                     torch.cuda.empty_cache()
             rows.append({**meta, "sweep": sweep, **r})
             print(" | ".join(f"{k}={v}" for k, v in r.items() if v != ""), flush=True)
-    fields = list(meta) + ["sweep", "backend", "path", "E", "N", "K", "H", "plan_ms", "step_ms", "env_steps_per_s",
-                           "gflop_per_plan", "tflops", "pct_bf16_peak", "first_call_s", "note"]
-    write_csv(csv_path, rows, fields)
+            write_csv(csv_path, rows, FIELDS_OF(meta), quiet=True)  # a run cut short keeps what it measured
+    write_csv(csv_path, rows, FIELDS_OF(meta))
     plot(rows, png, f"denoise_profile, {meta['device']}, {meta['date']}, commit {meta['commit']}, {meta['sizes']}")
     best = {}
     for r in rows:

@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
     ap.add_argument("--workers", nargs="+", type=int, default=None, help="default: 1 2 8")
     args = ap.parse_args()
-    device = check_device(args.device)
+    device = check_device(args.device, args.dry_run)
     csv_path, _ = outputs(args)
     from mbdpo_fast.task_registry import names, suggest
 

@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
-    dev = check_device(args.device)
+    dev = check_device(args.device, args.dry_run)
     csv_path, _ = outputs(args)
     cpu = dev.type == "cpu"
     sizes = args.sizes or ([1] if cpu or args.quick else [1, 5, 19, 48, 317])

@@ -14,7 +14,7 @@ Sections (one table, one CSV row per measurement, a PNG beside the CSV):
 
 Variants (the flags asked for): off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and
 bf16_update); all = compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels
-(kernels=triton). Without CUDA: off and compile+bf16. Each row's `path` column says what ran (the
+(kernels=triton); compile and triton-fp32: the same without bf16. Without CUDA: off and compile+bf16. Each row's `path` column says what ran (the
 agent's own account: a flag that cannot act on this device is not counted as on). "env-steps" are
 agent steps (one action per environment, action repeat inside). Latencies: median over repeats
 after warm-up, with a device synchronisation around each call. Paper sizes: model size 5, N=512,
@@ -41,6 +41,8 @@ VARIANTS_CUDA = {
     "cudagraphs+bf16": {"cudagraphs": True, "bf16_plan": True, "bf16_update": True},
     "all": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True},
     "triton": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True, "kernels": "triton"},
+    "compile": {"cudagraphs": True, "compile": True},  # fp32 counterparts of "all" and "triton"
+    "triton-fp32": {"cudagraphs": True, "kernels": "triton"},
 }
 VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, "bf16_update": True}}
 FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update")
@@ -224,7 +226,7 @@ def estimate_s(args, variants: dict) -> float:
     plus first-call costs seen on this project's machines (compilation on CPU: ~60 s per compiled
     agent; MJX: ~60 s per environment count on CPU, ~30 s on a GPU)."""
     compiled = sum(1 for v in variants.values() if v.get("compile"))
-    first = 60 if args.small else 20
+    first = 60 if args.small else 30  # a compiled denoising step: ~30 s on an H100
     mjx = 60 if args.small else 30
     s = 0.0
     if "env" in args.sections and args.mjx:
@@ -297,7 +299,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per measurement at most")
     ap.add_argument("--strict", action="store_true", help="stop at the first failing measurement")
     args = ap.parse_args()
-    dev = check_device(args.device)
+    dev = check_device(args.device, args.dry_run)
     csv_path, png = outputs(args)
     args.small = args.small or dev.type != "cuda"
     variants = VARIANTS_CUDA if dev.type == "cuda" else VARIANTS_CPU
@@ -358,6 +360,8 @@ def main() -> None:
                 emit(rows, row(section, "FAILED", "-", name, "-", "", "-", error_note(e)))
                 if args.strict:
                     raise
+            # written after every measurement: a run cut short (a time limit) keeps what it measured
+            write_csv(csv_path, [{**meta, **r} for r in rows], list(meta) + FIELDS, quiet=True)
     rows = [{**meta, **r} for r in rows]
     write_csv(csv_path, rows, list(meta) + FIELDS)
     plot(rows, png, f"step_rate, {meta['device']}, {meta['date']}, commit {meta['commit']}, {meta['sizes']}")

@@ -99,7 +99,7 @@ class MBDPO:
     def td_target(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
                   task: torch.Tensor | None) -> torch.Tensor:
         """y_t = r_t + gamma (1 - term_t) min_{q in first two} decode(Q_target(z', a ~ pi(z')))."""
-        a, _ = self.model.pi(next_z, task)
+        a, _ = self.model.pi(next_z, task, with_info=False)
         q = self.model.Q(next_z, a, task, mode="min", target=True)
         return reward + self._gamma(task) * (1 - terminated) * q
 
@@ -118,7 +118,7 @@ class MBDPO:
                 task = reference_pairing(task.view(1, -1).expand(a_pos.shape[0], -1))
         f_pos = m.energy(z, a_pos, task)
         with torch.no_grad():
-            a_pi, _ = m.pi(z, task)
+            a_pi, _ = m.pi(z, task, with_info=False)
             center = a_pi if hp.energy_neg_center == "policy" else a_pos
             a_noisy = (center + hp.energy_neg_noise * torch.randn_like(a_pos)).clamp(-1, 1)
             a_unif = torch.rand_like(a_pos) * 2 - 1

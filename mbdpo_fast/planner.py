@@ -7,6 +7,7 @@ This is the reference (plain PyTorch) path: the fast paths of later modules are 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import torch
 
@@ -40,7 +41,7 @@ def imagined_value(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, ta
         g = g * gamma
         if episodic:
             alive = alive * (model.termination(z, task) <= 0).float()
-    a_pi, _ = model.pi(z, task, eps=pi_eps)
+    a_pi, _ = model.pi(z, task, eps=pi_eps, with_info=False)
     return G + g * alive * model.Q(z, a_pi, task, mode="avg", heads=heads)
 
 
@@ -50,7 +51,7 @@ def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch
     eps [H, M, A]: the policy's sampling noise (random if None)."""
     out = []
     for t in range(horizon):
-        a, _ = model.pi(z, task, eps=None if eps is None else eps[t])
+        a, _ = model.pi(z, task, eps=None if eps is None else eps[t], with_info=False)
         out.append(a)
         if t < horizon - 1:
             z = model.next(z, a, task)
@@ -209,7 +210,8 @@ class DiffusionPlanner:
         task_pi = task.repeat_interleave(P) if task is not None else None
         gamma = self.gamma_rows(task_rep, E * N)
         kernel_noise = isinstance(self.rollouts, TritonRollouts) and not injected
-        with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16, enabled=self.bf16 and self.rollouts.autocast):
+        autocast = self.bf16 and self.rollouts.autocast  # (a disabled autocast still refuses the meta device)
+        with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
             noise = noise_fn(K - 1, E)
             cand = sample_candidates(x, level(K - 1), N, eps=noise["cand"])
             for tau in range(K - 1, 0, -1):

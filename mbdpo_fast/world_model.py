@@ -160,15 +160,15 @@ class WorldModel(nn.Module):
         return self._run(self.termination_head, self.with_task(z, task))
 
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None, eps: torch.Tensor | None = None,
-           detach_task: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+           detach_task: bool = False, with_info: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Sample a = tanh(mean + std * eps) (eps ~ N(0, I) unless given, [..., A]). Returns a [..., A] and
-        info with mean, log_std and `scaled_entropy` [..., 1] (see `pi_from_head`). detach_task: no
-        gradient to the task embedding (the policy loss: the embedding belongs to the world model's
-        optimiser)."""
-        return self.pi_from_head(self._run(self.pi_head, self.with_task(z, task, detach_task)), task, eps)
+        info with mean, log_std and `scaled_entropy` [..., 1] (see `pi_from_head`; None with
+        with_info=False: the planner only samples). detach_task: no gradient to the task embedding
+        (the policy loss: the embedding belongs to the world model's optimiser)."""
+        return self.pi_from_head(self._run(self.pi_head, self.with_task(z, task, detach_task)), task, eps, with_info)
 
-    def pi_from_head(self, raw: torch.Tensor, task: torch.Tensor | None = None,
-                     eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def pi_from_head(self, raw: torch.Tensor, task: torch.Tensor | None = None, eps: torch.Tensor | None = None,
+                     with_info: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """The policy's sampling and entropy from its head's output raw [..., 2A] (see `pi`).
 
         scaled_entropy, by default the reference code's value: -A_eff * log N(eps; 0, diag(std^2)), with
@@ -189,6 +189,8 @@ class WorldModel(nn.Module):
         else:
             dims = float(mean.shape[-1])
         pre_tanh = mean + eps * log_std.exp()
+        if not with_info:  # the same action; no log-probability, entropy or mean (unused by the planner)
+            return torch.tanh(pre_tanh), None
         if self.entropy_tanh_correction:
             log_prob = fn.gaussian_log_prob(eps, log_std, mask) * dims - fn.tanh_log_det(pre_tanh, mask)
         else:

@@ -57,6 +57,28 @@ def test_fused_linear_matches_reference(M, K1, K2, N, act):
     assert rel_err(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("N,act,out_dtype", [(200, "simnorm", torch.float32), (392, "mish", torch.bfloat16),
+                                             (264, "none", torch.bfloat16)])
+def test_fused_linear_over_several_output_tiles(N, act, out_dtype):
+    """Rows wider than one 128-column tile: the LayerNorm statistics merged across tiles (a partial
+    last tile, a bias of 300 that a naive E[y^2] - mean^2 would cancel on), pre-norm values staged in
+    fp32 (in `out`, or in a scratch buffer for a bf16 output)."""
+    from mbdpo_fast.kernels.fused_linear import launch_config
+
+    M, K = 70, 48
+    assert N > launch_config(M, N, False)["BLOCK_N"]
+    g = torch.Generator(device=DEV).manual_seed(torch.seed() % 2**31)
+    x = torch.randn(M, K, device=DEV, generator=g)
+    w = torch.randn(N, K, device=DEV, generator=g) / K ** 0.5
+    b = torch.randn(N, device=DEV, generator=g) + 300.0
+    ln = act != "none"
+    gw, gb = (torch.rand(N, device=DEV, generator=g) + 0.5, torch.randn(N, device=DEV, generator=g)) if ln else (None, None)
+    out = fused_linear(x, w, b, gw, gb, act=act, out_dtype=out_dtype)
+    ref = fused_linear_reference(x, w, b, gw, gb, act=act, out_dtype=torch.float32)
+    assert out.dtype == out_dtype and not out.isnan().any()
+    assert rel_err(out.float(), ref) < (1e-5 if out_dtype == torch.float32 else 1e-2)
+
+
 def test_fused_linear_reads_strided_weights_and_propagates_nan():
     w = torch.randn(3, 40, 24, device=DEV)[1].t()  # an ensemble head's [in, out] slice, viewed [out, in]
     x = torch.randn(5, 40, device=DEV)

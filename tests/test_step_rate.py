@@ -54,24 +54,23 @@ def test_step_rate_dry_run_writes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_step_rate_smoke_on_cpu(tmp_path):
-    """Every section and both CPU variants at small sizes (MJX compiles here: several minutes)."""
+    """Every section at small sizes, eager variant (MJX compiles here: a few minutes; the compiled
+    variant's first calls take minutes more on a CPU and are covered by tests/test_speed_flags.py)."""
     pytest.importorskip("mujoco_playground")
     out = tmp_path / "rates.csv"
-    proc = bench("step_rate.py", ["--device", "cpu", "--strict", "--repeats", "3", "--budget", "1",
-                                  "--e2e-seconds", "15", "--csv", str(out)], timeout=1500)
+    proc = bench("step_rate.py", ["--device", "cpu", "--variants", "off", "--strict", "--repeats", "3", "--budget", "1",
+                                  "--e2e-seconds", "15", "--csv", str(out)], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "nan" not in proc.stdout.lower()
     rows = list(csv.DictReader(open(out)))
     got = {(r["section"], r["what"].split(" (")[0], r["size"], r["variant"]) for r in rows}
-    for v in ("off", "compile+bf16"):
-        for want in [("plan", "planner call", "E=1"), ("plan", "planner throughput", "E=4"),
-                     ("update", "one update", "B=32"), ("update", "one update", "B=64"), ("e2e", "faithful", "E=1"),
-                     ("e2e", "fast", "E=4")]:
-            assert (*want, v) in got, (want, v, sorted(got))
-    assert ("env", "MJX cheetah-run step", "E=4", "-") in got
+    for want in [("plan", "planner call", "E=1"), ("plan", "planner throughput", "E=4"),
+                 ("update", "one update", "B=32"), ("update", "one update", "B=64"), ("e2e", "faithful", "E=1"),
+                 ("e2e", "fast", "E=4"), ("env", "MJX cheetah-run step", "E=4")]:
+        assert (*want, "-" if want[0] == "env" else "off") in got, (want, sorted(got))
     for r in rows:
         assert r["sizes"] == "small (CPU smoke)" and r["value"] != "", r
-    assert {r["path"] for r in rows if r["section"] == "plan"} == {"torch eager fp32", "torch compiled bf16"}
+    assert {r["path"] for r in rows if r["section"] == "plan"} == {"torch eager fp32"}
     check_rows(rows, "value")
 
 

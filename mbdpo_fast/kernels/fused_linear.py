@@ -3,10 +3,23 @@ optionally without the LayerNorm (a plain output layer). The input may come in t
 (x1 [M, K1], x2 [M, K2]), read as the concatenation [x1, x2] without materialising it: the
 dynamics/reward/energy/Q heads take cat(z, a).
 
-One program owns BLOCK_M rows and the whole output width (LayerNorm and SimNorm need the full
-row), streams W in BLOCK_K slices and accumulates in fp32; operands are cast to `dot_dtype`
-(bf16 on the GPU fast path, fp32 in the reference comparison and under TRITON_INTERPRET=1).
+One program owns BLOCK_M rows and walks the output width in BLOCK_N-wide tiles (at most 128), so
+its registers and shared memory do not grow with the layer's width (a program that held the whole
+row needed 264 KB of shared memory and spilled at mlp_dim 1024, more than an H100 SM has). Each
+tile streams W in BLOCK_K slices and accumulates in fp32. LayerNorm needs the whole row: with more
+than one tile, the first pass writes each tile's pre-norm values (fp32, to `out` or to a scratch
+buffer when `out` is narrower) and merges per-tile mean and M2 (Chan's parallel update: stable
+where E[y^2] - mean^2 would cancel); after a barrier the second pass reads the tiles back (from L2
+at these sizes) and applies the norm and the activation. SimNorm groups never straddle a tile
+(BLOCK_N is a multiple of the group). Operands are cast to `dot_dtype` (bf16 on the GPU fast
+path, fp32 in the reference comparison and under TRITON_INTERPRET=1).
 Inference only (no autograd): the planner uses it, the update does not.
+
+Launch parameters (`launch_config`, also what tools/kernel_report.py compiles ahead of time):
+BLOCK_M = 16 / 32 / 64 rows for M < 256 / < 4096 / larger (64-row tiles let Hopper use its
+warpgroup MMA, smaller ones keep small batches spread over more SMs), BLOCK_K = 32, 4 warps
+(8 for 64-row fp32 tiles), 3 pipeline stages: the largest that compile without spilling for sm_90
+(BLOCK_K = 64 for bf16 spilled where the input comes in two parts).
 """
 from __future__ import annotations
 
@@ -29,60 +42,114 @@ def _mish(y):
 
 
 @triton.jit
-def accumulate_tile(acc, x_ptr, s_xm, w_ptr, s_wn, s_wk, k_base, rm, rn, m_ok, n_ok, K: tl.constexpr,
-                    DOT_BF16: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc[BLOCK_M, BLOCK_N] += x[rm, :K] @ W[rn, k_base:k_base+K]^T, streaming BLOCK_K slices."""
-    for k0 in range(0, K, BLOCK_K):
+def accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1: tl.constexpr,
+                    K2: tl.constexpr, HAS_X2: tl.constexpr, DOT_BF16: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc[BLOCK_M, BLOCK_N] += [x1, x2][rm, :K1+K2] @ W[rn, :K1+K2]^T, streaming BLOCK_K slices in
+    one loop: a slice that crosses from x1 into x2 reads both (masked). One software-pipelined loop
+    instead of one per input part: two loops in one kernel pushed it past 255 registers and spilled
+    (tools/kernel_report.py)."""
+    for k0 in range(0, K1 + K2, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = rk < K
-        a = tl.load(x_ptr + rm[:, None] * s_xm + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + rn[None, :] * s_wn + (k_base + rk[:, None]) * s_wk, mask=k_ok[:, None] & n_ok[None, :],
+        a = tl.load(x1_ptr + rm[:, None] * s_x1m + rk[None, :], mask=m_ok[:, None] & (rk < K1)[None, :],
+                    other=0.0).to(tl.float32)
+        if HAS_X2:
+            r2 = rk - K1
+            a += tl.load(x2_ptr + rm[:, None] * s_x2m + r2[None, :], mask=m_ok[:, None] & ((r2 >= 0) & (r2 < K2))[None, :],
+                         other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + rn[None, :] * s_wn + rk[:, None] * s_wk, mask=(rk < K1 + K2)[:, None] & n_ok[None, :],
                     other=0.0)
         if DOT_BF16:
             acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
         else:
-            acc += tl.dot(a.to(tl.float32), w.to(tl.float32))
+            acc += tl.dot(a, w.to(tl.float32))
     return acc
 
 
 @triton.jit
-def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr,
-                         M, s_x1m, s_x2m, s_wn, s_wk, s_om, eps, K1: tl.constexpr, K2: tl.constexpr, N: tl.constexpr,
-                         HAS_X2: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr, GROUP: tl.constexpr,
-                         DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         BLOCK_K: tl.constexpr):
-    pid = tl.program_id(0)
-    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < N
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc = accumulate_tile(acc, x1_ptr, s_x1m, w_ptr, s_wn, s_wk, 0, rm, rn, m_ok, n_ok, K1, DOT_BF16, BLOCK_K)
-    if HAS_X2:  # the second part of the input: weight columns K1..K1+K2
-        acc = accumulate_tile(acc, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, K1, rm, rn, m_ok, n_ok, K2, DOT_BF16, BLOCK_K)
-    y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+def _epilogue(y, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN: tl.constexpr, ACT: tl.constexpr, GROUP: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Norm (with the row's mean and 1/std) and activation of one [BLOCK_M, BLOCK_N] tile."""
     if LN:
-        nf = N * 1.0
-        y = tl.where(n_ok[None, :], y, 0.0)
-        mean = tl.sum(y, axis=1) / nf
-        d = tl.where(n_ok[None, :], y - mean[:, None], 0.0)
-        var = tl.sum(d * d, axis=1) / nf
         g = tl.load(g_ptr + rn, mask=n_ok, other=1.0).to(tl.float32)
         beta = tl.load(beta_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
-        y = d / tl.sqrt(var + eps)[:, None] * g[None, :] + beta[None, :]
+        y = (y - mean[:, None]) * rstd[:, None] * g[None, :] + beta[None, :]
     if ACT == 1:
         y = _mish(y)
     if ACT == 2:
         grp = tl.reshape(y, (BLOCK_M, BLOCK_N // GROUP, GROUP))
         e = tl.exp(grp - tl.max(grp, axis=2)[:, :, None])
         y = tl.reshape(e / tl.sum(e, axis=2)[:, :, None], (BLOCK_M, BLOCK_N))
-    tl.store(out_ptr + rm[:, None] * s_om + rn[None, :], y.to(out_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & n_ok[None, :])
+    return y
+
+
+@triton.jit
+def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr, tmp_ptr,
+                         M, s_x1m, s_x2m, s_wn, s_wk, s_om, s_tm, eps, K1: tl.constexpr, K2: tl.constexpr,
+                         N: tl.constexpr, HAS_X2: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr,
+                         GROUP: tl.constexpr, DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                         BLOCK_K: tl.constexpr):
+    pid = tl.program_id(0)
+    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = rm < M
+    N_TILES: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
+    if N_TILES == 1:  # the whole row in one tile: one pass, in registers
+        rn = tl.arange(0, BLOCK_N)
+        n_ok = rn < N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc = accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1, K2,
+                              HAS_X2, DOT_BF16, BLOCK_K)
+        y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        mean = tl.sum(tl.where(n_ok[None, :], y, 0.0), axis=1) / (N * 1.0)
+        d = tl.where(n_ok[None, :], y - mean[:, None], 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / (N * 1.0) + eps)
+        y = _epilogue(y, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN, ACT, GROUP, BLOCK_M, BLOCK_N)
+        tl.store(out_ptr + rm[:, None] * s_om + rn[None, :], y.to(out_ptr.dtype.element_ty),
+                 mask=m_ok[:, None] & n_ok[None, :])
+    else:
+        mean = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        m2 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for t in range(N_TILES):  # pass 1: the GEMM tile by tile, and the row statistics
+            rn = t * BLOCK_N + tl.arange(0, BLOCK_N)
+            n_ok = rn < N
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            acc = accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1, K2,
+                                  HAS_X2, DOT_BF16, BLOCK_K)
+            y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+            if LN:  # merge this tile's (count, mean, M2) into the running ones (Chan et al.)
+                nb = tl.minimum(N - t * BLOCK_N, BLOCK_N) * 1.0
+                na = t * BLOCK_N * 1.0
+                mb = tl.sum(tl.where(n_ok[None, :], y, 0.0), axis=1) / nb
+                db = tl.where(n_ok[None, :], y - mb[:, None], 0.0)
+                delta = mb - mean
+                mean = mean + delta * (nb / (na + nb))
+                m2 = m2 + tl.sum(db * db, axis=1) + delta * delta * (na * nb / (na + nb))
+            tl.store(tmp_ptr + rm[:, None] * s_tm + rn[None, :], y, mask=m_ok[:, None] & n_ok[None, :])
+        rstd = 1.0 / tl.sqrt(m2 / (N * 1.0) + eps)
+        tl.debug_barrier()  # pass 1's stores are visible to every thread of the program
+        for t in range(N_TILES):  # pass 2: norm and activation of each stored tile
+            rn = t * BLOCK_N + tl.arange(0, BLOCK_N)
+            n_ok = rn < N
+            ok = m_ok[:, None] & n_ok[None, :]
+            yt = tl.load(tmp_ptr + rm[:, None] * s_tm + rn[None, :], mask=ok, other=0.0)
+            yt = _epilogue(yt, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN, ACT, GROUP, BLOCK_M, BLOCK_N)
+            tl.store(out_ptr + rm[:, None] * s_om + rn[None, :], yt.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
     x = x.reshape(-1, x.shape[-1])
     return x if x.stride(-1) == 1 else x.contiguous()
+
+
+MAX_BLOCK_N = 128
+
+
+def launch_config(M: int, N: int, dot_bf16: bool) -> dict:
+    """Block sizes, warps and stages for an [M, K] x [K, N] layer (see the module docstring)."""
+    block_m = 16 if M < 256 else 32 if M < 4096 else 64
+    # 64-row fp32 (tf32) tiles with a two-part input spilled 72 B at 4 warps: 8 warps there
+    warps = 8 if block_m == 64 and not dot_bf16 else 4
+    return dict(BLOCK_M=block_m, BLOCK_N=min(MAX_BLOCK_N, max(16, triton.next_power_of_2(N))),
+                BLOCK_K=32, num_warps=warps, num_stages=3)
 
 
 def fused_linear(x1: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor | None = None,
@@ -99,18 +166,21 @@ def fused_linear(x1: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_
     N = weight.shape[0]
     if weight.shape[1] != K1 + K2:
         raise ValueError(f"weight {tuple(weight.shape)} does not match inputs of width {K1}+{K2}")
-    out = torch.empty(M, N, device=a1.device, dtype=out_dtype or x1.dtype)
-    BLOCK_N = max(16, triton.next_power_of_2(N))
     if act == "simnorm" and N % group:
         raise ValueError(f"SimNorm needs N={N} divisible by group={group}")
-    BLOCK_M = 32 if BLOCK_N <= 256 else 16
+    out = torch.empty(M, N, device=a1.device, dtype=out_dtype or x1.dtype)
+    cfg = launch_config(M, N, dot_dtype == torch.bfloat16)
+    if act == "simnorm" and cfg["BLOCK_N"] % group:
+        raise ValueError(f"SimNorm group {group} does not divide the tile width {cfg['BLOCK_N']}")
+    # pre-norm values of a multi-tile row wait in fp32: in `out` itself when it is fp32
+    multi = N > cfg["BLOCK_N"]
+    tmp = out if (not multi or out.dtype == torch.float32) else torch.empty(M, N, device=a1.device, dtype=torch.float32)
     ln = ln_weight is not None
-    grid = (triton.cdiv(M, BLOCK_M),)
-    _fused_linear_kernel[grid](
-        a1, a2, weight, bias, ln_weight if ln else bias, ln_bias if ln else bias, out,
-        M, a1.stride(0), a2.stride(0), weight.stride(0), weight.stride(1), out.stride(0), eps, K1=K1, K2=K2, N=N,
-        HAS_X2=x2 is not None, LN=ln, ACT=ACTS[act], GROUP=group, DOT_BF16=dot_dtype == torch.bfloat16,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=32, num_warps=4 if BLOCK_N <= 256 else 8)
+    _fused_linear_kernel[(triton.cdiv(M, cfg["BLOCK_M"]),)](
+        a1, a2, weight, bias, ln_weight if ln else bias, ln_bias if ln else bias, out, tmp,
+        M, a1.stride(0), a2.stride(0), weight.stride(0), weight.stride(1), out.stride(0), tmp.stride(0), eps,
+        K1=K1, K2=K2, N=N, HAS_X2=x2 is not None, LN=ln, ACT=ACTS[act], GROUP=group,
+        DOT_BF16=dot_dtype == torch.bfloat16, **cfg)
     return out.view(*lead, N)
 
 

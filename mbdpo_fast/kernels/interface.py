@@ -15,7 +15,7 @@ class RolloutNets:
     hidden layers, then the output layer); q_params: the Q ensemble's stacked (weights, biases,
     ln_weights, ln_biases), each a list over layers of [num_q, ...] tensors; bins [num_bins];
     energy_mu / energy_sigma: 0-dim running statistics of F; with_task(x, task) appends the task
-    embedding (identity single-task); pi_from_head(raw, task, eps) -> (action, info)."""
+    embedding (identity single-task); pi_from_head(raw, task, eps, with_info) -> (action, info or None)."""
     dynamics: nn.Sequential
     reward: nn.Sequential
     energy: nn.Sequential

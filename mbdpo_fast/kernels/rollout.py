@@ -65,7 +65,7 @@ def task_part(nets: RolloutNets, z: torch.Tensor, task) -> torch.Tensor | None:
 
 def pi_sample(nets: RolloutNets, z: torch.Tensor, task, eps: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     raw = run_mlp(nets.pi, z, task_part(nets, z, task), dtype)
-    action, _ = nets.pi_from_head(raw.float(), task, eps)
+    action, _ = nets.pi_from_head(raw.float(), task, eps, with_info=False)
     return action
 
 

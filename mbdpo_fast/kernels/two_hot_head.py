@@ -23,7 +23,8 @@ def _two_hot_value_kernel(h_ptr, w_ptr, b_ptr, bins_ptr, out_ptr, M, s_hm, s_wn,
     m_ok = rm < M
     n_ok = rn < NB
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc = accumulate_tile(acc, h_ptr, s_hm, w_ptr, s_wn, s_wk, 0, rm, rn, m_ok, n_ok, K, DOT_BF16, BLOCK_K)
+    acc = accumulate_tile(acc, h_ptr, s_hm, h_ptr, s_hm, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K, 0, False, DOT_BF16,
+                          BLOCK_K)
     logits = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     logits = tl.where(n_ok[None, :], logits, float("-inf"))
     p = tl.exp(logits - tl.max(logits, axis=1)[:, None])

@@ -1,0 +1,27 @@
+"""benchmarks/gpu_all.sh --dry-run: every step of the one GPU command checked on a CPU machine
+(files present, each benchmark's options and plan accepted, the CUDA tests collected), and the
+steps' time limits within one 8-minute lease."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_all_dry_run(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_all.sh"), "--dry-run"], capture_output=True, text=True,
+                       timeout=600, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "dry run: every step checked" in p.stdout
+    steps = re.findall(r"^== (\S+) \(limit (\d+) s\)", p.stdout, re.M)
+    assert {s for s, _ in steps} >= {"cuda_tests", "plan_eager_graphs_triton", "plan_compiled", "update",
+                                       "denoise_profile", "offline_update", "mjx_bridge"}
+    assert sum(int(t) for _, t in steps) <= 480
+    for name, _ in steps[1:]:  # each benchmark printed its plan with the GPU-side variants
+        assert "roughly" in (tmp_path / f"{name}.dry.log").read_text(), name
+    assert "triton-fp32" in (tmp_path / "plan_eager_graphs_triton.dry.log").read_text()
+    assert not list(tmp_path.glob("*.csv"))  # a dry run measures nothing
