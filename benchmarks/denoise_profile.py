@@ -10,7 +10,10 @@ warm-up, synchronised), the cost of one denoising step (plan / (K-1)), planner e
 analytic matrix FLOPs of a plan (2 x in x out of every layer the rollouts run) and, on a GPU, the
 achieved TFLOP/s as a share of the bf16 matrix peak measured there by a large bf16 matmul, and
 the kernel launches per denoising step (on a GPU from the CUDA profiler, elsewhere recorded on the
-meta device). Each row's `path` says which planner ran (the agent's own account). Without CUDA it runs tiny sizes
+meta device), and the FLOP/byte model of the plan (mbdpo_fast/kernels/cost.py: model_gflop,
+model_mbytes; on a GPU also the roofline time it implies at the measured bf16 peak and copy
+bandwidth, and that time's share of the measured one). `--model-only` prints the model for every
+preset, E, N and K without timing anything. Each row's `path` says which planner ran (the agent's own account). Without CUDA it runs tiny sizes
 (eager, and the Triton kernels only under TRITON_INTERPRET=1) and says so: a smoke run only. The
 PNG plots ms per denoising step against N (and K, H), one line per code path and E.
 """
@@ -61,9 +64,64 @@ def bf16_peak_tflops(device: torch.device) -> float | None:
     return 2 * n ** 3 / (ms * 1e-3) / 1e12
 
 
+def bandwidth_gbs(device: torch.device) -> float | None:
+    """Device memory bandwidth measured by a 1 GiB copy (read + write), GB/s; None without a GPU."""
+    if device.type != "cuda":
+        return None
+    src = torch.empty(2**28, device=device, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, 3, 20, 2.0)
+    return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
+
+
+def model_of(args, E: int, N: int, K: int, H: int, bf16: bool, preset: int | None = None):
+    """The FLOP/byte model of one plan call (mbdpo_fast/kernels/cost.py) from the Triton launches
+    recorded on the meta device at these sizes (the same matrix work on every backend)."""
+    from mbdpo_fast.config import default_config, resolve
+    from mbdpo_fast.kernels.cost import plan_cost
+    from mbdpo_fast.kernels.recording import record_launches
+    from mbdpo_fast.planner import DiffusionPlanner
+    from mbdpo_fast.world_model import WorldModel
+
+    sizes = {"model_size": preset} if preset else (SMALL_MODEL if args.small else {"model_size": 5})
+    cfg = resolve(default_config(device="cpu", work_dir="unused", num_samples=N, num_elites=min(64, N),
+                                 num_pi_trajs=min(24, N), diffusion_steps=K, horizon=H, kernels="triton",
+                                 bf16_plan=bf16, **sizes), OBS_DIM, ACTION_DIM)
+    with torch.device("meta"):
+        model = WorldModel(cfg)
+    with record_launches() as rec:
+        planner = DiffusionPlanner(cfg, model)
+        planner.plan(torch.zeros(E, cfg.latent_dim, device="meta"), planner.initial_plan(E, device="meta"))
+    return plan_cost(rec.triton), len(rec.triton)
+
+
+def model_columns(cost, measured_ms: float | None, peak: float | None, bw: float | None) -> dict:
+    out = {"model_gflop": round(cost.flops / 1e9, 3), "model_mbytes": round(cost.bytes / 1e6, 1)}
+    if peak and bw:
+        implied = cost.implied_ms(peak, bw)
+        out.update(model_implied_ms=round(implied, 4),
+                   pct_of_roofline=round(100 * implied / measured_ms, 2) if measured_ms else "")
+    return out
+
+
+def print_model_table(args) -> None:
+    """--model-only: the model for every preset, E, N and K (no timing, any machine)."""
+    print("| preset | E | N | K | dtype | GFLOP/plan | MB/plan | Triton launches | implied ms at 800 TFLOP/s, 3.35 TB/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset in (1, 5, 19, 48, 317):
+        for E in (1, 256, 1024):
+            for N, K in ((512, 20), (256, 10)):
+                for bf16 in (False, True):
+                    cost, n = model_of(args, E, N, K, 3, bf16, preset)
+                    print(f"| {preset} | {E} | {N} | {K} | {'bf16' if bf16 else 'fp32'} | {cost.flops / 1e9:.1f} | "
+                          f"{cost.bytes / 1e6:.1f} | {n} | {cost.implied_ms(800, 3350):.3f} |", flush=True)
+    print("(implied times use an H100's nominal dense bf16 peak and HBM3 bandwidth: a model, no GPU measured)")
+
+
 def FIELDS_OF(meta: dict) -> list[str]:  # noqa: N802
     return list(meta) + ["sweep", "backend", "path", "E", "N", "K", "H", "plan_ms", "step_ms", "env_steps_per_s",
-                         "launches_per_step", "launches_counted_by", "gflop_per_plan", "tflops", "pct_bf16_peak", "first_call_s", "note"]
+                         "launches_per_step", "launches_counted_by", "model_gflop", "model_mbytes",
+                         "model_implied_ms", "pct_of_roofline", "gflop_per_plan", "tflops", "pct_bf16_peak", "first_call_s", "note"]
 
 
 def make_agent(args, flags: dict, N: int, K: int, H: int):
@@ -126,8 +184,11 @@ def measure(args, backend: str, flags: dict, E: int, N: int, K: int, H: int, pea
     flops = plan_flops(agent.cfg, E)
     tflops = flops / (ms * 1e-3) / 1e12
     launches, counted = launches_per_step(args, agent, flags, obs, plan)
+    cost, _ = model_of(args, E, N, K, H, bool(flags.get("bf16_plan")))
+    model = model_columns(cost, ms, peak, args.bandwidth)
     return {**out, "plan_ms": round(ms, 4), "step_ms": round(ms / (K - 1), 4),
             "env_steps_per_s": round(1000 * E / ms, 1), "launches_per_step": launches, "launches_counted_by": counted,
+            **model,
             "gflop_per_plan": round(flops / 1e9, 3),
             "tflops": round(tflops, 3), "pct_bf16_peak": round(100 * tflops / peak, 2) if peak else "",
             "first_call_s": round(setup, 1), "note": ""}
@@ -171,7 +232,13 @@ def main() -> None:
     ap.add_argument("--sweep", nargs="*", default=[], choices=["K", "H"], help="also vary K and/or H at N=512")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per measurement at most")
+    ap.add_argument("--model-only", action="store_true",
+                    help="print the FLOP/byte model for every preset, E, N and K and stop (no timing)")
     args = ap.parse_args()
+    if args.model_only:
+        args.small = False
+        print_model_table(args)
+        return
     dev = check_device(args.device, args.dry_run)
     csv_path, png = outputs(args)
     args.small = dev.type != "cuda"
@@ -207,7 +274,11 @@ def main() -> None:
     if args.dry_run:
         return
     peak = bf16_peak_tflops(dev)
+    args.bandwidth = bandwidth_gbs(dev)
     meta["bf16_peak_tflops"] = round(peak, 1) if peak else ""
+    meta["bandwidth_gbs"] = round(args.bandwidth, 1) if args.bandwidth else ""
+    if not peak:
+        print("model columns only (model_gflop, model_mbytes): no GPU measured here, so no implied time or roofline share")
     rows = []
     for backend, flags in backends.items():
         for sweep, E, N, K, H in grid:

@@ -148,3 +148,26 @@ def test_aot_compile_report_end_to_end(tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert rows and all(r["spills"] == "False" and r["fits"] == "True" for r in rows)
     assert {r["tensor_core"] for r in rows if r["block"].startswith("64x")} == {"wgmma"}
+
+
+@pytest.mark.parametrize("preset,envs,bf16", [(1, 1, False), (5, 4, True)])
+def test_cost_model_agrees_with_the_analytic_flop_count(preset, envs, bf16):
+    """kernels/cost.py (summed over recorded launches) against denoise_profile's closed-form count
+    of the rollouts' matrix FLOPs: two independent derivations of the same work (the launch model
+    also counts the first step's policy rollout, hence within 0.1%); bytes at least the weights each
+    launch reads, fewer in bf16."""
+    from mbdpo_fast.kernels.cost import launch_cost, plan_cost
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from denoise_profile import plan_flops
+
+    rec, cfg = plan_on_meta("triton", preset=preset, envs=envs, bf16_plan=bf16)
+    cost = plan_cost(rec.triton)
+    assert abs(cost.flops - plan_flops(cfg, envs)) <= 1e-3 * plan_flops(cfg, envs)
+    for launch in rec.triton:
+        c = dict(launch.constexprs)
+        if launch.kernel == "_fused_linear_kernel":
+            assert launch_cost(launch).bytes >= c["N"] * (c["K1"] + c["K2"]) * (2 if bf16 else 4)
+    if bf16:
+        fp32, _ = plan_on_meta("triton", preset=preset, envs=envs)
+        assert plan_cost(fp32.triton).bytes > cost.bytes

@@ -55,7 +55,7 @@ class HandBuiltModel:
     def termination(self, z, task):
         return z[..., :1] - self.threshold
 
-    def pi(self, z, task, eps=None):
+    def pi(self, z, task, eps=None, with_info=True):
         return torch.zeros(*z.shape[:-1], 2), {}
 
     def Q(self, z, a, task, mode, heads=None):

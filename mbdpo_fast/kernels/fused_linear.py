@@ -18,7 +18,7 @@ Inference only (no autograd): the planner uses it, the update does not.
 Launch parameters (`launch_config`, also what tools/kernel_report.py compiles ahead of time):
 BLOCK_M = 16 / 32 / 64 rows for M < 256 / < 4096 / larger (64-row tiles let Hopper use its
 warpgroup MMA, smaller ones keep small batches spread over more SMs), BLOCK_K = 32, 4 warps
-(8 for 64-row fp32 tiles), 3 pipeline stages: the largest that compile without spilling for sm_90
+(8 for 64-row tiles), 3 pipeline stages: the largest that compile without spilling for sm_90
 (BLOCK_K = 64 for bf16 spilled where the input comes in two parts).
 """
 from __future__ import annotations
@@ -146,8 +146,9 @@ MAX_BLOCK_N = 128
 def launch_config(M: int, N: int, dot_bf16: bool) -> dict:
     """Block sizes, warps and stages for an [M, K] x [K, N] layer (see the module docstring)."""
     block_m = 16 if M < 256 else 32 if M < 4096 else 64
-    # 64-row fp32 (tf32) tiles with a two-part input spilled 72 B at 4 warps: 8 warps there
-    warps = 8 if block_m == 64 and not dot_bf16 else 4
+    # 64-row tiles with a two-part input spilled at 4 warps (72 B tf32 on sm_90, 164 B bf16 on
+    # sm_80): 8 warps there (two warpgroups; sm_90 still uses wgmma)
+    warps = 8 if block_m == 64 else 4
     return dict(BLOCK_M=block_m, BLOCK_N=min(MAX_BLOCK_N, max(16, triton.next_power_of_2(N))),
                 BLOCK_K=32, num_warps=warps, num_stages=3)
 

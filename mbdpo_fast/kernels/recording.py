@@ -17,7 +17,6 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Operations that never launch a kernel on a GPU: views, metadata and allocation without a fill.
@@ -40,6 +39,7 @@ class Launch:
     num_stages: int
     signature: tuple  # ((name, Triton type: "*fp32", "*bf16", "i32", "fp32", "constexpr"), ...)
     divisible: tuple = ()  # names of the arguments specialised as divisible by 16 (pointers, strides)
+    scalars: tuple = ()  # ((name, value), ...) of the integer and float arguments (sizes, strides)
 
     def key(self) -> tuple:
         """What decides the compiled binary: kernel, constexprs, warps, stages, argument types and
@@ -85,6 +85,8 @@ class _Recorder:
             bound = dict(zip([p.name for p in self.params], args))
             bound.update(kwargs)
             consts, sig, divisible = [], [], []
+            scalars = tuple((p.name, bound[p.name]) for p in self.params
+                            if not p.is_constexpr and isinstance(bound[p.name], (int, float)))
             for p in self.params:
                 value = bound[p.name]
                 if p.is_constexpr:
@@ -97,7 +99,7 @@ class _Recorder:
                 elif attr == "D":
                     divisible.append(p.name)
             self.rec.triton.append(Launch(self.fn.__name__, tuple(grid), tuple(consts), num_warps, num_stages,
-                                          tuple(sig), tuple(divisible)))
+                                          tuple(sig), tuple(divisible), scalars))
         return launch
 
 
