@@ -15,7 +15,7 @@ ARGS ?=
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= disable
 
-.PHONY: install train test test-fast test-mjx-all learning-check suites venv-metaworld venv-myosuite clean
+.PHONY: install train test test-fast test-extended test-mjx-all learning-check suites venv-metaworld venv-myosuite clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,9 @@ test-fast: install
 
 learning-check: install   # paper mode, CPU-sized, 2 tasks x 3 seeds (about 80 minutes on 2 cores)
 	$(BIN)/python benchmarks/learning_check.py $(ARGS)
+
+test-extended: install   # long benchmark runs on CPU (step_rate.py end to end, several minutes)
+	$(BIN)/python -m pytest -q -m extended
 
 test-mjx-all: install   # construct and step every MJX task (~30 min on a 2-core CPU)
 	$(BIN)/python -m pytest -q -m mjx_all tests/test_mjx_env.py
