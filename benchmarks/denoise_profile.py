@@ -79,19 +79,13 @@ def model_of(args, E: int, N: int, K: int, H: int, bf16: bool, preset: int | Non
     recorded on the meta device at these sizes (the same matrix work on every backend)."""
     from mbdpo_fast.config import default_config, resolve
     from mbdpo_fast.kernels.cost import plan_cost
-    from mbdpo_fast.kernels.recording import record_launches
-    from mbdpo_fast.planner import DiffusionPlanner
-    from mbdpo_fast.world_model import WorldModel
+    from mbdpo_fast.planner import record_plan_launches
 
     sizes = {"model_size": preset} if preset else (SMALL_MODEL if args.small else {"model_size": 5})
     cfg = resolve(default_config(device="cpu", work_dir="unused", num_samples=N, num_elites=min(64, N),
                                  num_pi_trajs=min(24, N), diffusion_steps=K, horizon=H, kernels="triton",
                                  bf16_plan=bf16, **sizes), OBS_DIM, ACTION_DIM)
-    with torch.device("meta"):
-        model = WorldModel(cfg)
-    with record_launches() as rec:
-        planner = DiffusionPlanner(cfg, model)
-        planner.plan(torch.zeros(E, cfg.latent_dim, device="meta"), planner.initial_plan(E, device="meta"))
+    rec = record_plan_launches(cfg, E)
     return plan_cost(rec.triton), len(rec.triton)
 
 
@@ -154,16 +148,9 @@ def launches_per_step(args, agent, flags: dict, obs, plan) -> tuple[float | str,
         return round(n / (K - 1), 1), "CUDA profiler"
     if flags.get("compile"):
         return "", ""
-    from mbdpo_fast.kernels.recording import record_launches
-    from mbdpo_fast.planner import DiffusionPlanner
-    from mbdpo_fast.world_model import WorldModel
+    from mbdpo_fast.planner import record_plan_launches
 
-    with torch.device("meta"):
-        model = WorldModel(agent.cfg)
-    with record_launches() as rec:
-        planner = DiffusionPlanner(agent.cfg, model)
-        E = obs.shape[0]
-        planner.plan(torch.zeros(E, agent.cfg.latent_dim, device="meta"), planner.initial_plan(E, device="meta"))
+    rec = record_plan_launches(agent.cfg, obs.shape[0])
     return round(rec.launches / (K - 1), 1), "recorded"
 
 

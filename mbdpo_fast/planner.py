@@ -269,3 +269,19 @@ class DiffusionPlanner:
             x = score_update(x, None, sch.abar[tau], sch.alphas[tau], score=s)
             info["x"].append(x)
         return x
+
+
+def record_plan_launches(cfg: RunSpec, envs: int = 1, noise_fn=None):
+    """The kernel launches of one plan call for `envs` environments, without running anything: the
+    world model is built on the meta device (any preset fits), Triton launches are recorded with
+    the parameters their launchers chose and PyTorch's kernel-launching operations are counted
+    (kernels/recording.py). Returns the Recording."""
+    from .kernels.recording import record_launches
+
+    with torch.device("meta"):
+        model = WorldModel(cfg)
+    with record_launches() as rec:
+        planner = DiffusionPlanner(cfg, model)
+        z0 = torch.zeros(envs, cfg.latent_dim, device="meta")
+        planner.plan(z0, planner.initial_plan(envs, device="meta"), noise_fn=noise_fn)
+    return rec

@@ -15,9 +15,7 @@ import torch
 pytest.importorskip("triton")
 
 from mbdpo_fast.config import default_config, resolve
-from mbdpo_fast.kernels.recording import record_launches
-from mbdpo_fast.planner import DiffusionPlanner
-from mbdpo_fast.world_model import WorldModel
+from mbdpo_fast.planner import record_plan_launches
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -32,13 +30,7 @@ BUDGET_PER_PLAN = {"torch": 5297, "triton": 2623}
 
 def plan_on_meta(kernels: str, preset: int = 5, envs: int = 1, noise_fn=None, **over):
     cfg = resolve(default_config(model_size=preset, device="cpu", work_dir="unused", kernels=kernels, **over), 24, 6)
-    with torch.device("meta"):
-        model = WorldModel(cfg)
-    with record_launches() as rec:
-        planner = DiffusionPlanner(cfg, model)
-        z0 = torch.zeros(envs, cfg.latent_dim, device="meta")
-        planner.plan(z0, planner.initial_plan(envs, device="meta"), noise_fn=noise_fn)
-    return rec, cfg
+    return record_plan_launches(cfg, envs, noise_fn), cfg
 
 
 @pytest.mark.parametrize("kernels", ["torch", "triton"])

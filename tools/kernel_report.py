@@ -33,8 +33,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = ROOT / "benchmarks" / "results" / "kernel_fit" / "kernel_fit.csv"
 PRESETS = (1, 5, 19, 48, 317)
@@ -54,19 +52,12 @@ def record(preset: int, bf16: bool, action_dim: int, envs: int = 1, samples: int
     """The Triton launches of one plan call for `envs` environments at this preset (a Recording, see
     kernels/recording.py)."""
     from mbdpo_fast.config import default_config, resolve
-    from mbdpo_fast.kernels.recording import record_launches
-    from mbdpo_fast.planner import DiffusionPlanner
-    from mbdpo_fast.world_model import WorldModel
+    from mbdpo_fast.planner import record_plan_launches
 
     cfg = resolve(default_config(model_size=preset, device="cpu", work_dir="unused", kernels="triton",
                                  bf16_plan=bf16, num_samples=samples, diffusion_steps=steps, horizon=horizon),
                   24, action_dim)
-    with torch.device("meta"):
-        model = WorldModel(cfg)
-    with record_launches() as rec:
-        planner = DiffusionPlanner(cfg, model)
-        planner.plan(torch.zeros(envs, cfg.latent_dim, device="meta"), planner.initial_plan(envs, device="meta"))
-    return rec
+    return record_plan_launches(cfg, envs)
 
 
 def describe(launch) -> tuple[str, str]:
