@@ -32,10 +32,10 @@ step() {
   shift 2
   total=$((total + limit))
   echo "== $name (limit ${limit} s): $*"
-  if [ "$DRY" = 1 ]; then
+  if [ "$DRY" = 1 ]; then  # the checks run side by side; their verdicts are read after `wait`
     case "$2" in
-      benchmarks/*.py) "$@" --dry-run > "$OUT/$name.dry.log" 2>&1 || { echo "   FAILED (dry run): $(tail -1 "$OUT/$name.dry.log")"; failed=1; } ;;
-      -m) [ "$3" = pytest ] && { "$@" --collect-only -q > "$OUT/$name.dry.log" 2>&1 || { echo "   FAILED (collect)"; failed=1; }; } ;;
+      benchmarks/*.py) { "$@" --dry-run > "$OUT/$name.dry.log" 2>&1 || touch "$OUT/$name.dry.failed"; } & ;;
+      -m) [ "$3" = pytest ] && { "$@" --collect-only -q > "$OUT/$name.dry.log" 2>&1 || touch "$OUT/$name.dry.failed"; } & ;;
     esac
     return
   fi
@@ -47,6 +47,7 @@ step() {
 }
 
 mkdir -p "$OUT"
+rm -f "$OUT"/*.dry.failed
 if [ "$DRY" = 0 ]; then
   if [ -d .whl ]; then
     rm -rf /tmp/site
@@ -78,6 +79,13 @@ if [ "$total" -gt "$BUDGET" ]; then
   exit 2
 fi
 if [ "$DRY" = 1 ]; then
+  wait
+  for f in "$OUT"/*.dry.failed; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .dry.failed)
+    echo "   FAILED (dry run) $name: $(tail -1 "$OUT/$name.dry.log")"
+    failed=1
+  done
   [ "$failed" = 0 ] && echo "dry run: every step checked" || { echo "error: a step failed its dry run (logs in $OUT)" >&2; exit 2; }
 else
   ls -l "$OUT"
