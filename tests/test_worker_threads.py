@@ -35,3 +35,18 @@ def test_dm_control_workers_run_one_compute_thread(monkeypatch):
     finally:
         env.close()
     assert os.environ["OMP_NUM_THREADS"] == "4"
+
+
+def test_in_process_environments_leave_the_trainers_threads_alone():
+    """E = 1 (the paper's mode) runs dm_control in this process: its torch threads stay as set."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        env = AsyncVecEnv("cartpole-balance", 1, seed=0, asynchronous=False)
+        env.reset(seed=0)
+        assert torch.get_num_threads() == 2
+        env.close()
+    finally:
+        torch.set_num_threads(before)

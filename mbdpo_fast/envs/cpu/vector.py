@@ -44,8 +44,9 @@ class GymTask(gym.Env):
         return self.env.step(action)
 
 
-def _make(task, seed, action_repeat, episode_length):
-    torch.set_num_threads(1)  # a worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV)
+def _make(task, seed, action_repeat, episode_length, worker: bool):
+    if worker:  # a worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV); never the trainer's own
+        torch.set_num_threads(1)
     return GymTask(task, seed, action_repeat, episode_length)
 
 
@@ -66,7 +67,8 @@ class AsyncVecEnv:
         self.episode_length = row.episode_length if episode_length is None else int(episode_length)
         self.has_success = suite != "dmcontrol"
         if suite == "dmcontrol":
-            fns = [partial(_make, task, seed + i, action_repeat, episode_length) for i in range(self.num_envs)]
+            fns = [partial(_make, task, seed + i, action_repeat, episode_length, asynchronous)
+                   for i in range(self.num_envs)]
             if asynchronous:
                 with single_threaded_children():
                     self.vec = gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
