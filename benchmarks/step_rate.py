@@ -14,8 +14,9 @@ Sections (one table, one CSV row per measurement, a PNG beside the CSV):
 
 Variants (the flags asked for): off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and
 bf16_update); all = compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels
-(kernels=triton); compile and triton-fp32: the same without bf16. Without CUDA: off and compile+bf16. Each row's `path` column says what ran (the
-agent's own account: a flag that cannot act on this device is not counted as on). "env-steps" are
+(kernels=triton); compile and triton-fp32: the same without bf16. Without CUDA: off and
+compile+bf16. Each row's `path` column says what ran (the agent's own account: a flag that cannot
+act on this device is not counted as on). "env-steps" are
 agent steps (one action per environment, action repeat inside). Latencies: median over repeats
 after warm-up, with a device synchronisation around each call. Paper sizes: model size 5, N=512,
 K=20, H=3. A row that could not be measured has no value and a note that says why.

@@ -34,6 +34,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import commit  # noqa: E402  (the benchmarks' stamp: GIT_COMMIT or git's short HEAD)
 DEFAULT_CSV = ROOT / "benchmarks" / "results" / "kernel_fit" / "kernel_fit.csv"
 PRESETS = (1, 5, 19, 48, 317)
 ACTION_DIMS = (6, 38)  # cheetah-run .. humanoid/dog (the paper's smallest and largest dm_control)
@@ -139,13 +141,6 @@ def blocks_per_sm(arch: int, regs: int, shared: int, num_warps: int) -> int:
     by_smem = lim["smem_sm"] // (shared + 1024) if shared else lim["blocks"]
     by_threads = lim["threads"] // (32 * num_warps)
     return int(min(by_regs, by_smem, by_threads, lim["blocks"]))
-
-
-def commit() -> str:
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return out.stdout.strip() or "unknown"
 
 
 def report(presets, archs, dtypes, action_dims, cache_path: Path | None = None, log=print) -> list[dict]:

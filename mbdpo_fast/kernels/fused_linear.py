@@ -5,7 +5,7 @@ dynamics/reward/energy/Q heads take cat(z, a).
 
 One program owns BLOCK_M rows and walks the output width in BLOCK_N-wide tiles (at most 128), so
 its registers and shared memory do not grow with the layer's width (a program that held the whole
-row needed 264 KB of shared memory and spilled at mlp_dim 1024, more than an H100 SM has). Each
+row needed 257 KiB of shared memory at mlp_dim 1024, more than an H100 SM has, and spilled). Each
 tile streams W in BLOCK_K slices and accumulates in fp32. LayerNorm needs the whole row: with more
 than one tile, the first pass writes each tile's pre-norm values (fp32, to `out` or to a scratch
 buffer when `out` is narrower) and merges per-tile mean and M2 (Chan's parallel update: stable
@@ -143,7 +143,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 MAX_BLOCK_N = 128
 
 
-def launch_config(M: int, N: int, dot_bf16: bool) -> dict:
+def launch_config(M: int, N: int) -> dict:
     """Block sizes, warps and stages for an [M, K] x [K, N] layer (see the module docstring)."""
     block_m = 16 if M < 256 else 32 if M < 4096 else 64
     # 64-row tiles with a two-part input spilled at 4 warps (72 B tf32 on sm_90, 164 B bf16 on
@@ -170,7 +170,7 @@ def fused_linear(x1: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_
     if act == "simnorm" and N % group:
         raise ValueError(f"SimNorm needs N={N} divisible by group={group}")
     out = torch.empty(M, N, device=a1.device, dtype=out_dtype or x1.dtype)
-    cfg = launch_config(M, N, dot_dtype == torch.bfloat16)
+    cfg = launch_config(M, N)
     if act == "simnorm" and cfg["BLOCK_N"] % group:
         raise ValueError(f"SimNorm group {group} does not divide the tile width {cfg['BLOCK_N']}")
     # pre-norm values of a multi-tile row wait in fp32: in `out` itself when it is fp32

@@ -5,7 +5,7 @@ instructions) are then read from an ahead-of-time compile (tools/kernel_report.p
 
     with record_launches() as rec:
         planner.plan(z0, prev)          # any device, "meta" included: nothing runs
-    rec.triton      # [Launch(kernel, grid, constexprs, num_warps, num_stages, dtypes), ...]
+    rec.triton      # [Launch(kernel, grid, constexprs, num_warps, num_stages, signature, ...), ...]
     rec.torch_ops   # {aten op name: count} of the operations that launch a kernel on a GPU
 
 On the meta device nothing is computed, so a model of any preset fits; the Triton launchers still
@@ -122,7 +122,7 @@ def kernel_functions() -> dict:
 
 
 @contextlib.contextmanager
-def record_launches(count_torch: bool = True):
+def record_launches():
     """Record (and do not run) every Triton launch, and count the PyTorch operations that would
     launch a kernel, inside the block. Also lets kernels=triton be chosen on any device."""
     from .. import kernels as kpkg
@@ -134,9 +134,8 @@ def record_launches(count_torch: bool = True):
         setattr(module, name, _Recorder(_jit_of(saved[module, name]), rec))
     saved_resolve = kpkg.resolve_backend
     kpkg.resolve_backend = lambda requested, device: requested  # the launches are recorded, never run
-    mode = _CountOps(rec.torch_ops) if count_torch else contextlib.nullcontext()
     try:
-        with mode:
+        with _CountOps(rec.torch_ops):
             yield rec
     finally:
         for (module, name), fn in saved.items():

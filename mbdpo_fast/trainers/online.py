@@ -118,12 +118,10 @@ class OnlineTrainer:
                 log.truncate_after(self.step - 1)
 
     # ----------------------------------------------------------------------------------------
-    def _evaluate(self, stage=None) -> None:
-        """Evaluate every evaluation env at the current step; `stage(text)` (optional) is told how
-        far each evaluation has come, with its rate and the time left."""
-        def progress(name: str, env):
-            if stage is None:
-                return None
+    def _evaluate(self, stage) -> None:
+        """Evaluate every evaluation env at the current step; `stage(text)` (the progress bar's) is
+        told how far each evaluation has come, with its rate and the time left."""
+        def progress(name: str, env) -> EvalProgress:
             which = f" ({name})" if len(self.eval_envs) > 1 else ""
             total = self.cfg.eval_episodes // env.num_envs * self.cfg.episode_length
             return EvalProgress(stage, f"evaluating at step {self.step}{which}", total)
@@ -219,7 +217,7 @@ class OnlineTrainer:
                 if self.step >= next_eval:
                     stage(f"evaluating at step {self.step}: {cfg.eval_episodes} episode"
                           f"{'s' if cfg.eval_episodes > 1 else ''}")
-                    self._evaluate(stage if cfg.progress_bar else None)
+                    self._evaluate(stage)
                     stage("seeding: random actions" if self.step < cfg.seed_steps else "")
                     next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq
                 if self.step < cfg.seed_steps:
@@ -271,7 +269,7 @@ class OnlineTrainer:
                     stop = "time_limit"
                     break
             if self.last_eval != self.step:
-                self._evaluate(stage if cfg.progress_bar else None)  # the final policy, always (also at the time limit)
+                self._evaluate(stage)  # the final policy, always (also at the time limit)
             if float(acc["updates"]) or float(acc["ep_count"]):
                 self._log(acc, (self.step - window_steps) / max(time.perf_counter() - window_wall, 1e-9), pbar)
             self.save()
