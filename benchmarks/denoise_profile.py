@@ -1,5 +1,6 @@
 """Cost of the planner against the sample count N, per backend: torch eager, torch compiled (one
-denoising step compiled + CUDA graphs + bf16) and Triton (fused kernels + CUDA graphs + bf16).
+denoising step compiled + CUDA graphs + bf16), Triton (one kernel per layer + CUDA graphs + bf16)
+and Triton with the fused rollout (a denoising step in two kernels + CUDA graphs + bf16).
 
     python benchmarks/denoise_profile.py                  # N sweep; CSV and PNG under runs/benchmarks/
     python benchmarks/denoise_profile.py --sweep K H      # also vary the step count and the horizon at N=512
@@ -35,8 +36,9 @@ BACKENDS_CUDA = {
     "eager": {},
     "compiled": {"compile": True, "cudagraphs": True, "bf16_plan": True},
     "triton": {"kernels": "triton", "cudagraphs": True, "bf16_plan": True},
+    "triton-fused": {"kernels": "triton", "fused_rollout": True, "cudagraphs": True, "bf16_plan": True},
 }
-BACKENDS_CPU = {"eager": {}, "triton": {"kernels": "triton"}}
+BACKENDS_CPU = {"eager": {}, "triton": {"kernels": "triton"}, "triton-fused": {"kernels": "triton", "fused_rollout": True}}
 OBS_DIM, ACTION_DIM = 17, 6
 SMALL_MODEL = {"model_size": 1, "mlp_dim": 64, "latent_dim": 32, "enc_dim": 32}
 
@@ -46,10 +48,13 @@ def mlp_flops(dims: list[int]) -> int:
 
 
 def plan_flops(cfg, E: int) -> int:
-    """Matrix FLOPs of one planner call for E envs (encoder excluded: once per call)."""
+    """Matrix FLOPs of one planner call for E envs as the reference planner (the torch path) computes
+    it (encoder excluded: once per call). The rollout kernel does less (kernels/cost.py)."""
     L, A, M, bins, H = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins, cfg.horizon
     la = L + A
     per_cand = H * (mlp_flops([la, M, M, L]) + mlp_flops([la, M, M, bins]) + mlp_flops([la, M, M, 1]))
+    if cfg.episodic:
+        per_cand += H * mlp_flops([L, M, M, 1])  # termination
     per_cand += mlp_flops([L, M, M, 2 * A]) + 2 * mlp_flops([la, M, M, bins])  # final pi + 2 Q heads
     per_pi = H * mlp_flops([L, M, M, 2 * A]) + (H - 1) * mlp_flops([la, M, M, L])
     return (cfg.diffusion_steps - 1) * E * (cfg.num_samples * per_cand + cfg.num_pi_trajs * per_pi)
@@ -74,9 +79,10 @@ def bandwidth_gbs(device: torch.device) -> float | None:
     return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-def model_of(args, E: int, N: int, K: int, H: int, bf16: bool, preset: int | None = None):
+def model_of(args, E: int, N: int, K: int, H: int, bf16: bool, preset: int | None = None, fused: bool = False):
     """The FLOP/byte model of one plan call (mbdpo_fast/kernels/cost.py) from the Triton launches
-    recorded on the meta device at these sizes (the same matrix work on every backend)."""
+    recorded on the meta device at these sizes: one launch per layer (the reference planner's
+    matrix work, also what the torch backends compute) or, with `fused`, the fused rollout's."""
     from mbdpo_fast.config import default_config, resolve
     from mbdpo_fast.kernels.cost import plan_cost
     from mbdpo_fast.planner import record_plan_launches
@@ -84,7 +90,7 @@ def model_of(args, E: int, N: int, K: int, H: int, bf16: bool, preset: int | Non
     sizes = {"model_size": preset} if preset else (SMALL_MODEL if args.small else {"model_size": 5})
     cfg = resolve(default_config(device="cpu", work_dir="unused", num_samples=N, num_elites=min(64, N),
                                  num_pi_trajs=min(24, N), diffusion_steps=K, horizon=H, kernels="triton",
-                                 bf16_plan=bf16, **sizes), OBS_DIM, ACTION_DIM)
+                                 bf16_plan=bf16, fused_rollout=fused, **sizes), OBS_DIM, ACTION_DIM)
     rec = record_plan_launches(cfg, E)
     return plan_cost(rec.triton), len(rec.triton)
 
@@ -99,16 +105,20 @@ def model_columns(cost, measured_ms: float | None, peak: float | None, bw: float
 
 
 def print_model_table(args) -> None:
-    """--model-only: the model for every preset, E, N and K (no timing, any machine)."""
-    print("| preset | E | N | K | dtype | GFLOP/plan | MB/plan | Triton launches | implied ms at 800 TFLOP/s, 3.35 TB/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    """--model-only: the model for every preset, E, N and K, one launch per layer and the fused
+    rollout (no timing, any machine)."""
+    print("| preset | E | N | K | dtype | rollout | GFLOP/plan | MB/plan | Triton launches "
+          "| implied ms at 800 TFLOP/s, 3.35 TB/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in (1, 5, 19, 48, 317):
         for E in (1, 256, 1024):
             for N, K in ((512, 20), (256, 10)):
                 for bf16 in (False, True):
-                    cost, n = model_of(args, E, N, K, 3, bf16, preset)
-                    print(f"| {preset} | {E} | {N} | {K} | {'bf16' if bf16 else 'fp32'} | {cost.flops / 1e9:.1f} | "
-                          f"{cost.bytes / 1e6:.1f} | {n} | {cost.implied_ms(800, 3350):.3f} |", flush=True)
+                    for fused in (False, True):
+                        cost, n = model_of(args, E, N, K, 3, bf16, preset, fused=fused)
+                        print(f"| {preset} | {E} | {N} | {K} | {'bf16' if bf16 else 'fp32'} | "
+                              f"{'fused' if fused else 'per layer'} | {cost.flops / 1e9:.1f} | {cost.bytes / 1e6:.1f} | "
+                              f"{n} | {cost.implied_ms(800, 3350):.3f} |", flush=True)
     print("(implied times use an H100's nominal dense bf16 peak and HBM3 bandwidth: a model, no GPU measured)")
 
 
@@ -171,7 +181,7 @@ def measure(args, backend: str, flags: dict, E: int, N: int, K: int, H: int, pea
     flops = plan_flops(agent.cfg, E)
     tflops = flops / (ms * 1e-3) / 1e12
     launches, counted = launches_per_step(args, agent, flags, obs, plan)
-    cost, _ = model_of(args, E, N, K, H, bool(flags.get("bf16_plan")))
+    cost, _ = model_of(args, E, N, K, H, bool(flags.get("bf16_plan")), fused=bool(flags.get("fused_rollout")))
     model = model_columns(cost, ms, peak, args.bandwidth)
     return {**out, "plan_ms": round(ms, 4), "step_ms": round(ms / (K - 1), 4),
             "env_steps_per_s": round(1000 * E / ms, 1), "launches_per_step": launches, "launches_counted_by": counted,
@@ -247,10 +257,13 @@ def main() -> None:
         grid += [("H", E, mid, K0, H) for E in envs for H in ([1, 5] if args.small else [1, 3, 5, 8])]
     meta = {**stamp(dev), "sizes": "small (CPU smoke)" if args.small else "model size 5"}
     # Rough: each measurement spends up to --budget s timing plus its first call (a few seconds; the
-    # compiled backend compiles for ~30 s per shape on a GPU; interpreted Triton is slow on a CPU).
+    # compiled backend compiles for ~30 s per shape on a GPU, the fused rollout's kernel ~60 s per tile
+    # height on this project's 2-core CPU; interpreted Triton is slow on a CPU).
     from mbdpo_fast.kernels import interpreting
 
-    first = {"eager": 2, "compiled": 30, "triton": 5 if not args.small else 20 if interpreting() else -args.budget}
+    triton_first = 20 if interpreting() else -args.budget
+    first = {"eager": 2, "compiled": 30, "triton": 5 if not args.small else triton_first,
+             "triton-fused": 60 if not args.small else triton_first}
     seconds = sum(args.budget + 1 + first[b] for b in backends for _ in grid) + (5 if dev.type == "cuda" else 0)
     announce(f"denoise_profile on {meta['device']}, torch {torch.__version__}, commit {meta['commit']}",
              [("SMALL sizes on CPU (a smoke run, not a measurement of the kernels): " + str(SMALL_MODEL))

@@ -14,7 +14,8 @@ Sections (one table, one CSV row per measurement, a PNG beside the CSV):
 
 Variants (the flags asked for): off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and
 bf16_update); all = compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels
-(kernels=triton); compile and triton-fp32: the same without bf16. Without CUDA: off and
+(kernels=triton); compile and triton-fp32: the same without bf16; triton-fused: cudagraphs+bf16
+planning with a denoising step's whole rollout in one kernel (fused_rollout). Without CUDA: off and
 compile+bf16. Each row's `path` column says what ran (the agent's own account: a flag that cannot
 act on this device is not counted as on). "env-steps" are
 agent steps (one action per environment, action repeat inside). Latencies: median over repeats
@@ -44,6 +45,8 @@ VARIANTS_CUDA = {
     "triton": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True, "kernels": "triton"},
     "compile": {"cudagraphs": True, "compile": True},  # fp32 counterparts of "all" and "triton"
     "triton-fp32": {"cudagraphs": True, "kernels": "triton"},
+    # the whole rollout of a denoising step in one kernel (fused_rollout), bf16, CUDA graphs
+    "triton-fused": {"cudagraphs": True, "bf16_plan": True, "kernels": "triton", "fused_rollout": True},
 }
 VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, "bf16_update": True}}
 FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update")
@@ -73,8 +76,9 @@ def median_ms(fn, device, warmup: int, max_repeats: int, budget_s: float) -> flo
 
 
 def flags_of(variant: dict) -> dict:
-    """The speed settings of a variant: the four boolean flags and the planner's kernels."""
-    return {**{k: bool(variant.get(k, False)) for k in FLAG_KEYS}, "kernels": variant.get("kernels", "torch")}
+    """The speed settings of a variant: the four boolean flags, the planner's kernels and fused_rollout."""
+    return {**{k: bool(variant.get(k, False)) for k in FLAG_KEYS}, "kernels": variant.get("kernels", "torch"),
+            "fused_rollout": bool(variant.get("fused_rollout", False))}
 
 
 def make_agent(args, variant: dict, **over):

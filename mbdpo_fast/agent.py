@@ -60,11 +60,13 @@ class MBDPO:
     def code_paths(self) -> dict[str, str]:
         """What actually runs, after the device has had its say (kernels=triton falls back to torch
         without CUDA or TRITON_INTERPRET=1; cudagraphs needs CUDA), e.g.
-        {"planner": "torch eager fp32", "update": "eager bf16 +cudagraphs"}. Benchmarks label rows by it."""
+        {"planner": "torch eager fp32", "update": "eager bf16 +cudagraphs"}; the Triton planner is
+        "triton kernels" (one launch per layer) or "triton fused rollout". Benchmarks label rows by it."""
         p = self.planner
         if p.kernels == "triton":
             from .kernels import interpreting
-            planner = "triton kernels" + (" (interpreted)" if interpreting() and self.device.type != "cuda" else "")
+            planner = "triton " + ("fused rollout" if p.rollouts.fused else "kernels") + \
+                (" (interpreted)" if interpreting() and self.device.type != "cuda" else "")
         else:
             planner = "torch " + ("compiled" if p.compiled else "eager")
         graphs = " +cudagraphs" if self.use_graphs else ""

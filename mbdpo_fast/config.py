@@ -152,6 +152,7 @@ class Config:
     bf16_plan: bool = False  # bf16 autocast in the planner (matmuls in bf16, accumulation in fp32)
     bf16_update: bool = False  # bf16 autocast in the update's forward passes
     kernels: str = "torch"  # planner hot path: torch (reference) | triton (fused kernels, CUDA or TRITON_INTERPRET=1)
+    fused_rollout: bool = False  # kernels=triton: a denoising step's whole rollout in one kernel (2 launches per step)
 
     # --- multi-task, offline pretraining, fine-tuning ------------------------------------------
     tasks: list[str] = field(default_factory=list)  # multi-task list (set names mt30/mt80 expand); [] with
@@ -352,6 +353,7 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
         elif cfg.task_dim < 0:
             cfg.task_dim = task_registry.default_task_dim(list(cfg.tasks))
     _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
+    _require(not cfg.fused_rollout or cfg.kernels == "triton", "fused_rollout=true needs kernels=triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
     _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
     _require(cfg.updates_per_step >= 0 and (cfg.log_every >= 1 or cfg.log_every == -1),

@@ -60,18 +60,43 @@ def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, task: torch
 
 class TorchRollouts:
     """The reference rollout backend (kernels=torch): the world model's own modules in PyTorch, and
-    the elite weighting / score update / next candidates of diffusion.py."""
+    the elite weighting / score update / next candidates of diffusion.py.
+
+    A backend's `prepare` computes what one plan call's denoising steps share; `step_values` is
+    steps 2-3 of one denoising step: policy-prior rollouts replace the first P candidates (the
+    action mask applied), then every candidate's imagined return. cand [E, N, H, A] -> (values
+    [E, N] fp32, cand)."""
 
     autocast = True  # bf16_plan runs these under torch.autocast
 
-    def __init__(self, model: WorldModel):
-        self.model = model
+    def __init__(self, model: WorldModel, num_samples: int, num_pi_trajs: int, eta: float, episodic: bool):
+        self.model, self.N, self.P, self.eta, self.episodic = model, num_samples, num_pi_trajs, eta, episodic
 
-    def policy_rollout(self, z, horizon, task, eps):
+    def prepare(self, z0, task, gamma_env, mask):
+        """z0 [E, L], task [E] or None, gamma_env [E, 1], mask [E, A] or None -> the rows every step
+        reads: z0 and task repeated per candidate and per policy trajectory, the discount per row."""
+        N, P = self.N, self.P
+        rep = lambda t, n: t.repeat_interleave(n, dim=0) if t is not None else None
+        return {"z_rep": rep(z0, N), "task_rep": rep(task, N), "z_pi": rep(z0, P), "task_pi": rep(task, P),
+                "gamma": rep(gamma_env, N), "mask": mask}
+
+    def step_values(self, cand, ctx, noise):
+        E, N, H, A = cand.shape
+        P, mask = self.P, ctx["mask"]
+        if P > 0:
+            pi_seq = self._policy_rollout(ctx["z_pi"], H, ctx["task_pi"], noise["pi_roll"].reshape(H, E * P, -1))
+            cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3).to(cand.dtype)
+        if mask is not None:
+            cand = cand * mask.view(E, 1, 1, -1)
+        values = self._values(ctx["z_rep"], cand.reshape(E * N, H, -1).transpose(0, 1), ctx["task_rep"], ctx["gamma"],
+                              noise["pi_value"].reshape(E * N, -1), noise["heads"])
+        return values.view(E, N), cand
+
+    def _policy_rollout(self, z, horizon, task, eps):
         return policy_rollout(self.model, z, horizon, task, eps=eps)
 
-    def values(self, z, actions, task, gamma, eta, episodic, pi_eps, heads):
-        return imagined_value(self.model, z, actions, task, gamma, eta, episodic, pi_eps=pi_eps, heads=heads)
+    def _values(self, z, actions, task, gamma, pi_eps, heads):
+        return imagined_value(self.model, z, actions, task, gamma, self.eta, self.episodic, pi_eps=pi_eps, heads=heads)
 
     def elite_score(self, values, cand, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None, seed=None):
         """values [E, N], cand [E, N, H, A], x [E, H, A] -> (new x, elite average [E, H, A], the next
@@ -82,26 +107,46 @@ class TorchRollouts:
         return x, target, nxt
 
 
-class TritonRollouts:
-    """The fused backend (kernels=triton): every MLP layer one fused_linear launch, the reward and Q
-    heads fused with their two-hot decode (kernels/rollout.py), and the elite weighting, score update
-    and next candidates in one kernel (kernels/elite_score.py), which can draw the candidates' noise
-    itself (Philox) instead of reading it. Activations in bf16 with bf16_plan."""
+class TritonRollouts(TorchRollouts):
+    """The fused backend (kernels=triton), activations in bf16 with bf16_plan. By default every MLP
+    layer is one fused_linear launch, the reward and Q heads fused with their two-hot decode
+    (kernels/rollout.py), around the same steps as TorchRollouts. With fused_rollout=true a
+    denoising step's whole rollout is one kernel (policy prior, rewards, energies, latents, final
+    policy sample and Q heads per candidate; kernels/rollout_values.py), with what the steps share
+    (the first layers' parts of z0 and of the task) computed once per plan. Either way the elite
+    weighting, score update and next candidates are one kernel (kernels/elite_score.py), which can
+    draw the candidates' noise itself (Philox) instead of reading it."""
 
     autocast = False  # precision is the kernels' dtype argument
 
-    def __init__(self, model: WorldModel, dtype: torch.dtype):
-        from .kernels.elite_score import elite_score
-        from .kernels.rollout import imagined_value_fused, policy_rollout_fused
+    def __init__(self, model: WorldModel, num_samples: int, num_pi_trajs: int, eta: float, episodic: bool,
+                 dtype: torch.dtype, fused_rollout: bool = False):
+        from .kernels import elite_score, rollout, rollout_values
 
-        self.model, self.dtype = model, dtype
-        self._elite, self._values, self._rollout = elite_score, imagined_value_fused, policy_rollout_fused
+        super().__init__(model, num_samples, num_pi_trajs, eta, episodic)
+        self.dtype, self.fused = dtype, fused_rollout
+        self._elite, self._layers, self._kernel = elite_score.elite_score, rollout, rollout_values
 
-    def policy_rollout(self, z, horizon, task, eps):
-        return self._rollout(self.model.rollout_nets(), z, horizon, task, eps, self.dtype)
+    def prepare(self, z0, task, gamma_env, mask):
+        if not self.fused:
+            return super().prepare(z0, task, gamma_env, mask)
+        return self._kernel.prepare(self.model.rollout_nets(), z0, task, gamma_env, mask)
 
-    def values(self, z, actions, task, gamma, eta, episodic, pi_eps, heads):
-        return self._values(self.model.rollout_nets(), z, actions, task, gamma, eta, episodic, pi_eps, heads, self.dtype)
+    def step_values(self, cand, ctx, noise):
+        if not self.fused:
+            return super().step_values(cand, ctx, noise)
+        E, N, H, A = cand.shape
+        eps_pi = noise["pi_roll"].reshape(H, E, self.P, A)
+        values = self._kernel.rollout_values(self.model.rollout_nets(), ctx, cand, eps_pi, noise["pi_value"],
+                                             noise["heads"], self.eta, self.episodic, self.dtype)
+        return values, cand
+
+    def _policy_rollout(self, z, horizon, task, eps):
+        return self._layers.policy_rollout_fused(self.model.rollout_nets(), z, horizon, task, eps, self.dtype)
+
+    def _values(self, z, actions, task, gamma, pi_eps, heads):
+        return self._layers.imagined_value_fused(self.model.rollout_nets(), z, actions, task, gamma, self.eta,
+                                                 self.episodic, pi_eps, heads, self.dtype)
 
     def elite_score(self, values, cand, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None, seed=None):
         return self._elite(values, cand, x, abar, alpha, num_elites, temperature, next_abar=next_abar, eps=eps, seed=seed)
@@ -131,10 +176,11 @@ class DiffusionPlanner:
         from .kernels import resolve_backend
 
         self.kernels = resolve_backend(str(cfg.get("kernels", "torch")), device)
-        self.rollouts = TorchRollouts(model) if self.kernels == "torch" else \
-            TritonRollouts(model, torch.bfloat16 if self.bf16 else torch.float32)
+        args = (model, self.num_samples, self.num_pi_trajs, self.eta, self.episodic)
+        self.rollouts = TorchRollouts(*args) if self.kernels == "torch" else \
+            TritonRollouts(*args, torch.bfloat16 if self.bf16 else torch.float32, bool(cfg.get("fused_rollout", False)))
         self.compiled = bool(cfg.compile) and self.kernels == "torch"
-        self._values_fn = torch.compile(self._step_values) if self.compiled else self._step_values
+        self._values_fn = torch.compile(self.rollouts.step_values) if self.compiled else self.rollouts.step_values
         self._elite_fn = torch.compile(self.rollouts.elite_score) if self.compiled else self.rollouts.elite_score
         self._abar_t = torch.tensor(self.schedule.abar, dtype=torch.float32, device=device)
         self._alpha_t = torch.tensor(self.schedule.alphas, dtype=torch.float32, device=device)
@@ -200,22 +246,18 @@ class DiffusionPlanner:
         Random numbers in the order of the reference: a step's noise, its values, the next step's
         noise. The Triton backend with fresh noise draws later candidates' noise in its kernel
         (Philox, seeded from torch's generator on the device: no host sync)."""
-        sch, N, P = self.schedule, self.num_samples, self.num_pi_trajs
+        sch, N = self.schedule, self.num_samples
         E, K = z0.shape[0], sch.steps
         level = (lambda t: self._abar_t[t]) if self.compiled else (lambda t: sch.abar[t])
         alpha = (lambda t: self._alpha_t[t]) if self.compiled else (lambda t: sch.alphas[t])
-        z_rep = z0.repeat_interleave(N, dim=0)
-        task_rep = task.repeat_interleave(N) if task is not None else None
-        z_pi = z0.repeat_interleave(P, dim=0)
-        task_pi = task.repeat_interleave(P) if task is not None else None
-        gamma = self.gamma_rows(task_rep, E * N)
+        ctx = self.rollouts.prepare(z0, task, self.gamma_rows(task, E), mask)
         kernel_noise = isinstance(self.rollouts, TritonRollouts) and not injected
         autocast = self.bf16 and self.rollouts.autocast  # (a disabled autocast still refuses the meta device)
         with torch.autocast(device_type=z0.device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
             noise = noise_fn(K - 1, E)
             cand = sample_candidates(x, level(K - 1), N, eps=noise["cand"])
             for tau in range(K - 1, 0, -1):
-                values, cand = self._values_fn(cand, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise)
+                values, cand = self._values_fn(cand, ctx, noise)
                 nxt = eps = seed = None
                 if tau > 1:
                     nxt = self.draw_noise(E, x.device, candidates=False) if kernel_noise else noise_fn(tau - 1, E)
@@ -223,7 +265,7 @@ class DiffusionPlanner:
                         seed = torch.randint(0, 2**31 - 1, (1,), device=x.device)
                     else:
                         eps = nxt["cand"]
-                x, target, cand = self._elite_fn(values.view(E, N), cand, x, level(tau), alpha(tau), self.num_elites,
+                x, target, cand = self._elite_fn(values, cand, x, level(tau), alpha(tau), self.num_elites,
                                                  self.temperature, next_abar=level(tau - 1) if tau > 1 else None,
                                                  eps=eps, seed=seed)
                 if return_info:
@@ -231,20 +273,6 @@ class DiffusionPlanner:
                     info["x"].append(x)
                 noise = nxt
         return x
-
-    def _step_values(self, cand, z_rep, task_rep, z_pi, task_pi, gamma, mask, noise):
-        """Steps 2-3 of one denoising step: policy-prior rollouts replace the first P candidates (the
-        action mask applied), then every candidate's imagined return. cand [E, N, H, A] ->
-        (values [E*N, 1], cand)."""
-        E, N, P, H = cand.shape[0], self.num_samples, self.num_pi_trajs, self.horizon
-        if P > 0:
-            pi_seq = self.rollouts.policy_rollout(z_pi, H, task_pi, noise["pi_roll"].reshape(H, E * P, -1))
-            cand[:, :P] = pi_seq.view(H, E, P, -1).permute(1, 2, 0, 3).to(cand.dtype)
-        if mask is not None:
-            cand = cand * mask.view(E, 1, 1, -1)
-        values = self.rollouts.values(z_rep, cand.reshape(E * N, H, -1).transpose(0, 1), task_rep, gamma, self.eta,
-                                      self.episodic, noise["pi_value"].reshape(E * N, -1), noise["heads"])
-        return values, cand
 
     def _fresh_noise(self, tau: int, E: int) -> dict[str, torch.Tensor]:
         device = self.discounts.device

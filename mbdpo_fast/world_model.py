@@ -127,11 +127,12 @@ class WorldModel(nn.Module):
         return torch.cat([x, e], dim=-1)
 
     def rollout_nets(self) -> RolloutNets:
-        """The networks and statistics the fused rollouts (kernels/rollout.py) read, by reference."""
+        """The networks and statistics the fused rollouts (kernels/rollout.py, kernels/rollout_values.py) read, by reference."""
         qs = self.qs
         return RolloutNets(self.dynamics, self.reward_head, self.energy_head, self.termination_head, self.pi_head,
                            (qs.weights, qs.biases, qs.ln_weights, qs.ln_biases), self.bins, self.energy_mu,
-                           self.energy_sigma, self.energy_clip, self.multitask, self.with_task, self.pi_from_head)
+                           self.energy_sigma, self.energy_clip, self.multitask, self.with_task, self.pi_from_head,
+                           self.log_std_min, self.log_std_max)
 
     def action_mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
         """[..., A] mask of the valid action dims (None in single-task mode)."""

@@ -18,10 +18,11 @@ def test_gpu_all_dry_run(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "dry run: every step checked" in p.stdout
     steps = re.findall(r"^== (\S+) \(limit (\d+) s\)", p.stdout, re.M)
-    assert {s for s, _ in steps} >= {"cuda_tests", "plan_eager_graphs_triton", "plan_compiled", "update",
+    assert {s for s, _ in steps} >= {"cuda_tests", "plan_eager_graphs_triton", "plan_fused_rollout", "plan_compiled", "update",
                                        "denoise_profile", "offline_update", "mjx_bridge"}
     assert sum(int(t) for _, t in steps) <= 480
     for name, _ in steps[1:]:  # each benchmark printed its plan with the GPU-side variants
         assert "roughly" in (tmp_path / f"{name}.dry.log").read_text(), name
     assert "triton-fp32" in (tmp_path / "plan_eager_graphs_triton.dry.log").read_text()
+    assert "triton-fused" in (tmp_path / "plan_fused_rollout.dry.log").read_text()
     assert not list(tmp_path.glob("*.csv"))  # a dry run measures nothing

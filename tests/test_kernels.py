@@ -9,7 +9,7 @@ import torch
 triton = pytest.importorskip("triton")
 
 from mbdpo_fast.kernels import elite_score as es_mod, fused_linear as fl_mod, resolve_backend, \
-    two_hot_head as th_mod
+    rollout_values as rv_mod, two_hot_head as th_mod
 from mbdpo_fast.kernels.elite_score import elite_score, elite_score_reference
 from mbdpo_fast.kernels.fused_linear import fused_linear, fused_linear_reference
 from mbdpo_fast.kernels.two_hot_head import two_hot_value, two_hot_value_reference
@@ -35,7 +35,7 @@ def poisoned_outputs(monkeypatch):
                                              float("nan"), **k)
         p.empty_like = lambda t, **k: torch.full_like(t, float("nan"), **k)
         return p
-    for mod in (fl_mod, th_mod, es_mod):
+    for mod in (fl_mod, th_mod, es_mod, rv_mod):
         monkeypatch.setattr(mod, "torch", proxy())
 
 
@@ -144,32 +144,71 @@ def test_philox_candidates_are_standard_normal_and_seeded():
     assert torch.equal(again, nxt) and not torch.equal(other, nxt)
 
 
-@pytest.mark.parametrize("E,episodic", [(1, False), (2, True)])  # the interpreter runs every program in turn
-def test_triton_planner_equals_reference_planner_for_the_same_noise(E, episodic):
-    torch.manual_seed(0)
-    over = dict(num_samples=24, num_elites=6, num_pi_trajs=4, diffusion_steps=5, mlp_dim=64, latent_dim=32,
-                episodic=episodic, device=DEV)
+def planner_pair(E: int, episodic: bool, multitask: bool, fused_rollout: bool, **extra):
+    """A reference and a Triton planner on one model with non-zero heads, z0 and a previous plan for E envs."""
+    over = {**dict(num_samples=24, num_elites=6, num_pi_trajs=4, diffusion_steps=3, mlp_dim=64, latent_dim=32,
+                   episodic=episodic, device=DEV), **extra}
+    kw = {}
+    if multitask:  # two tasks, the second with 2 of 5 action dims, different discounts
+        over.update(obs_dim=9, action_dim=5, tasks=["a", "b"])
+        kw = dict(discounts=[0.99, 0.9])
     cfg = tiny_config(**over)
-    model = nontrivial(WorldModel(cfg)).to(DEV).eval()
-    ref = DiffusionPlanner(cfg, model)
-    fused = DiffusionPlanner(tiny_config(kernels="triton", **over), model)
+    model = nontrivial(WorldModel(cfg, action_dims=[5, 2]) if multitask else WorldModel(cfg)).to(DEV).eval()
+    task = torch.tensor([0, 1, 1][:E], device=DEV) if multitask else None
+    z0 = model.encode(torch.randn(E, cfg.obs_dim, device=DEV), task)
+    prev = torch.rand(E, cfg.horizon, cfg.action_dim, device=DEV) * 2 - 1
+    fused = DiffusionPlanner(tiny_config(kernels="triton", fused_rollout=fused_rollout, **over), model, **kw)
+    return DiffusionPlanner(cfg, model, **kw), fused, z0, prev, task
+
+
+@pytest.mark.parametrize("E,episodic,multitask,fused_rollout", [(1, False, False, False), (2, True, False, False),
+                                                                (1, False, False, True), (3, True, True, True)])
+def test_triton_planner_equals_reference_planner_for_the_same_noise(E, episodic, multitask, fused_rollout):
+    """The whole plan (every step's elite average, the plan, the action) on the Triton kernels (one
+    launch per layer, or the fused rollout) against the PyTorch planner with the same random
+    numbers; multi-task: per-task discounts, action masks and the task embedding's part of the first
+    layers."""
+    torch.manual_seed(0)
+    ref, fused, z0, prev, task = planner_pair(E, episodic, multitask, fused_rollout)
     assert fused.kernels == "triton"
-    z0 = model.encode(torch.randn(E, 7, device=DEV))
-    prev = torch.rand(E, cfg.horizon, 3, device=DEV) * 2 - 1
-    bank = {tau: ref.draw_noise(E, DEV) for tau in range(1, 5)}
-    bank[0] = {"action": torch.randn(E, 3, device=DEV)}
-    a1, p1, i1 = ref.plan(z0, prev, noise_fn=lambda tau, n: bank[tau], return_info=True)
-    a2, p2, i2 = fused.plan(z0, prev, noise_fn=lambda tau, n: bank[tau], return_info=True)
+    A = prev.shape[-1]
+    bank = {tau: ref.draw_noise(E, DEV) for tau in range(1, 3)}
+    bank[0] = {"action": torch.randn(E, A, device=DEV)}
+    a1, p1, i1 = ref.plan(z0, prev, task=task, noise_fn=lambda tau, n: bank[tau], return_info=True)
+    a2, p2, i2 = fused.plan(z0, prev, task=task, noise_fn=lambda tau, n: bank[tau], return_info=True)
     assert rel_err(i2["targets"], i1["targets"]) < 1e-5
     assert rel_err(p2, p1) < 1e-5 and rel_err(a2, a1) < 1e-5
-    a3, p3 = fused.plan(z0, prev)  # fresh noise: Philox candidates inside the kernel
+    a3, p3 = fused.plan(z0, prev, task=task)  # fresh noise: Philox candidates inside the kernel
     assert torch.isfinite(p3).all() and p3.abs().max() <= 1
+
+
+@pytest.mark.parametrize("programs", [1, 2, 64])
+def test_rollout_values_kernel_against_reference_step(monkeypatch, programs):
+    """One denoising step's values and candidates (policy rows written, masks applied) from the
+    rollout kernel against TorchRollouts.step_values, with persistent programs walking several row
+    blocks each and a last block past the end (programs=1, 2), scratch and outputs poisoned."""
+    monkeypatch.setattr(rv_mod, "DEFAULT_MAX_PROGRAMS", programs)
+    torch.manual_seed(1)
+    ref, fused, z0, prev, task = planner_pair(3, True, True, True, num_samples=20)  # 60 rows: 4 blocks of 16
+    E, N, H, A = 3, 20, ref.horizon, ref.action_dim
+    noise = ref.draw_noise(E, DEV)
+    cand = torch.rand(E, N, H, A, device=DEV) * 2 - 1
+    mask = ref.model.action_mask(task)
+    ctx_ref = ref.rollouts.prepare(z0, task, ref.gamma_rows(task, E), mask)
+    ctx = fused.rollouts.prepare(z0, task, fused.gamma_rows(task, E), mask)
+    v_ref, c_ref = ref.rollouts.step_values(cand.clone(), ctx_ref, noise)
+    v, c = fused.rollouts.step_values(cand.clone(), ctx, noise)
+    assert not v.isnan().any() and v.shape == (E, N)
+    assert rel_err(v, v_ref) < 1e-5 and rel_err(c, c_ref) < 1e-6
+    assert (c[1:, :, :, 2:] == 0).all()  # the second task's padded action dims
 
 
 def test_backend_resolution():
     assert resolve_backend("torch", torch.device("cpu")) == "torch"
     with pytest.raises(ValueError, match="kernels="):
         resolve_backend("cutlass", torch.device("cpu"))
+    with pytest.raises(Exception, match="fused_rollout=true needs kernels=triton"):
+        tiny_config(fused_rollout=True)
 
 
 def test_triton_on_cpu_without_interpreter_falls_back(monkeypatch):
@@ -192,3 +231,28 @@ def test_bf16_fused_layers_on_cuda(M, K, N):
     wq = torch.randn(101, K, device="cuda") * 0.3 / K ** 0.5
     v = two_hot_value(x.bfloat16(), wq, b[:101], bins, dot_dtype=torch.bfloat16)
     assert rel_err(v, two_hot_value_reference(x, wq, b[:101], bins)) < 2e-2
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("bf16", [False, True])
+def test_rollout_values_on_cuda_at_paper_size(bf16):
+    """The rollout kernel at model size 5, 512 samples, E = 4 against the fp32 PyTorch step (the
+    interpreter's bf16 dot is not faithful, so bf16 is checked here): fp32 (TF32 off) 1e-4, bf16 2e-2."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    from mbdpo_fast.config import default_config, resolve
+
+    cfg = resolve(default_config(model_size=5, device="cuda", work_dir="unused"), 24, 6)
+    model = nontrivial(WorldModel(cfg)).cuda().eval()
+    ref = DiffusionPlanner(cfg, model)
+    fused = DiffusionPlanner(resolve(default_config(model_size=5, device="cuda", work_dir="unused", kernels="triton",
+                                                    fused_rollout=True, bf16_plan=bf16), 24, 6), model)
+    E = 4
+    z0 = model.encode(torch.randn(E, 24, device="cuda"))
+    noise = ref.draw_noise(E, "cuda")
+    cand = torch.rand(E, cfg.num_samples, cfg.horizon, 6, device="cuda") * 2 - 1
+    with torch.no_grad():
+        v_ref, _ = ref.rollouts.step_values(cand.clone(), ref.rollouts.prepare(z0, None, ref.gamma_rows(None, E), None),
+                                            noise)
+        v, _ = fused.rollouts.step_values(cand.clone(), fused.rollouts.prepare(z0, None, fused.gamma_rows(None, E), None),
+                                          noise)
+    assert rel_err(v, v_ref) < (2e-2 if bf16 else 1e-4)

@@ -86,14 +86,19 @@ def test_denoise_profile_smoke_on_cpu(tmp_path, interpret):
     assert "SMALL sizes on CPU" in proc.stdout and "nan" not in proc.stdout.lower()
     assert out.with_suffix(".png").stat().st_size > 10_000
     rows = list(csv.DictReader(open(out)))
-    assert [r["backend"] for r in rows] == ["eager", "triton"]
-    eager, triton = rows
+    assert [r["backend"] for r in rows] == ["eager", "triton", "triton-fused"]
+    eager, triton, fused = rows
     assert eager["path"] == "torch eager fp32" and float(eager["plan_ms"]) > 0 and float(eager["gflop_per_plan"]) > 0
     assert eager["pct_bf16_peak"] == "" and eager["commit"] and eager["date"]
     if interpret == "1":
         assert triton["path"] == "triton kernels (interpreted) fp32" and float(triton["plan_ms"]) > 0
+        assert fused["path"] == "triton fused rollout (interpreted) fp32" and float(fused["plan_ms"]) > 0
+        # the fused rollout: fewer launches per step and less matrix work than one launch per layer
+        assert float(fused["launches_per_step"]) < float(triton["launches_per_step"]) / 5
+        assert float(fused["model_gflop"]) < float(triton["model_gflop"])
     else:
-        assert triton["plan_ms"] == "" and "TRITON_INTERPRET=1" in triton["note"], triton
+        for r in (triton, fused):
+            assert r["plan_ms"] == "" and "TRITON_INTERPRET=1" in r["note"], r
 
 
 def test_offline_update_benchmark_smoke_on_cpu(tmp_path):

@@ -50,14 +50,15 @@ FIELDS = ["arch", "kernel", "preset", "dtype", "action_dim", "envs", "layer", "l
 
 
 def record(preset: int, bf16: bool, action_dim: int, envs: int = 1, samples: int = 512, steps: int = 20,
-           horizon: int = 3):
+           horizon: int = 3, fused_rollout: bool = False):
     """The Triton launches of one plan call for `envs` environments at this preset (a Recording, see
     kernels/recording.py)."""
     from mbdpo_fast.config import default_config, resolve
     from mbdpo_fast.planner import record_plan_launches
 
     cfg = resolve(default_config(model_size=preset, device="cpu", work_dir="unused", kernels="triton",
-                                 bf16_plan=bf16, num_samples=samples, diffusion_steps=steps, horizon=horizon),
+                                 bf16_plan=bf16, num_samples=samples, diffusion_steps=steps, horizon=horizon,
+                                 fused_rollout=fused_rollout),
                   24, action_dim)
     return record_plan_launches(cfg, envs)
 
@@ -65,10 +66,14 @@ def record(preset: int, bf16: bool, action_dim: int, envs: int = 1, samples: int
 def describe(launch) -> tuple[str, str]:
     """(layer, block) strings of a launch for the CSV."""
     c = dict(launch.constexprs)
+    if launch.kernel == "_rollout_values_kernel":
+        blocks = "x".join(str(c[k]) for k in ("BLOCK_M", "BLOCK_H", "BLOCK_K"))
+        return (f"L={c['L']} mlp={c['M1']} A={c['A']} H={c['H']} N={c['N']} P={c['P']} task_dim={c['TD']} "
+                f"episodic={int(bool(c['EPISODIC']))}"), blocks
     blocks = "x".join(str(c[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "BLOCK_C", "BLOCK_D") if k in c)
     if launch.kernel == "_fused_linear_kernel":
         act = {0: "none", 1: "mish", 2: "simnorm"}[c["ACT"]]
-        k = f"{c['K1']}+{c['K2']}" if c["HAS_X2"] else str(c["K1"])
+        k = f"{c['K1']}+{c['K2']}" if c["K2"] else str(c["K1"])
         return f"K={k} N={c['N']} LN={int(bool(c['LN']))} act={act}", blocks
     if launch.kernel == "_two_hot_value_kernel":
         return f"K={c['K']} bins={c['NB']}", blocks
@@ -143,15 +148,16 @@ def blocks_per_sm(arch: int, regs: int, shared: int, num_warps: int) -> int:
     return int(min(by_regs, by_smem, by_threads, lim["blocks"]))
 
 
-def report(presets, archs, dtypes, action_dims, cache_path: Path | None = None, log=print) -> list[dict]:
+def report(presets, archs, dtypes, action_dims, cache_path: Path | None = None, log=print, envs=ENVS,
+           fused_rollout: bool = False) -> list[dict]:
     import triton
 
     cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
     rows, meta = [], dict(commit=commit(), date=dt.date.today().isoformat(), triton=triton.__version__)
     for preset in presets:
         for dtype in dtypes:
-            for adim, envs in [(a, e) for a in action_dims for e in ENVS]:
-                rec = record(preset, dtype == "bf16", adim, envs)
+            for adim, n_envs in [(a, e) for a in action_dims for e in envs]:
+                rec = record(preset, dtype == "bf16", adim, n_envs, fused_rollout=fused_rollout)
                 counts = Counter(launch.key() for launch in rec.triton)
                 first = {}
                 for launch in rec.triton:
@@ -163,15 +169,15 @@ def report(presets, archs, dtypes, action_dims, cache_path: Path | None = None, 
                         bps = blocks_per_sm(arch, res["registers"], res["shared_bytes"], launch.num_warps)
                         spills = res["spill_stores"] + res["spill_loads"] > 0
                         rows.append(dict(arch=f"sm_{arch}", kernel=launch.kernel.strip("_"), preset=preset, dtype=dtype,
-                                         action_dim=adim, envs=envs, layer=layer, launches_per_plan=counts[k], block=block,
+                                         action_dim=adim, envs=n_envs, layer=layer, launches_per_plan=counts[k], block=block,
                                          num_warps=launch.num_warps, num_stages=launch.num_stages, **res,
                                          shared_limit=SM[arch]["smem_block"], blocks_per_sm=bps, fits=bps > 0,
                                          spills=spills, source_hash=source_hash(launch.kernel), **meta))
-                log(f"preset {preset:>3} {dtype} A={adim} E={envs}: {len(first)} distinct launches, "
+                log(f"preset {preset:>3} {dtype} A={adim} E={n_envs}: {len(first)} distinct launches, "
                     f"{len(rec.triton)} per plan; compiled for {', '.join(f'sm_{a}' for a in archs)}")
-    if cache_path:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(cache))
+                if cache_path:  # after each plan: a run cut short keeps what it compiled
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    cache_path.write_text(json.dumps(cache))
     return rows
 
 
@@ -195,7 +201,10 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", type=int, nargs="+", default=[90, 80], choices=sorted(SM))
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--action-dims", type=int, nargs="+", default=list(ACTION_DIMS))
-    ap.add_argument("--csv", default=str(DEFAULT_CSV))
+    ap.add_argument("--envs", type=int, nargs="+", default=list(ENVS))
+    ap.add_argument("--fused-rollout", action="store_true",
+                    help="the planner with fused_rollout=true (default CSV: kernel_fit_fused_rollout.csv)")
+    ap.add_argument("--csv", default=None, help=f"default {DEFAULT_CSV.relative_to(ROOT)}")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "kernel_report_cache.json"),
                     help="compile results by launch key (reruns skip what did not change)")
     ap.add_argument("--check", action="store_true", help="exit 1 if a launch does not fit or spills at presets 1-19")
@@ -205,8 +214,10 @@ def main(argv=None) -> int:
         print("error: TRITON_INTERPRET=1 makes Triton interpret kernels instead of compiling them "
               "(unset it for this tool)", file=sys.stderr)
         return 2
-    rows = report(args.presets, args.archs, args.dtypes, args.action_dims, Path(args.cache) if args.cache else None)
-    path = Path(args.csv)
+    rows = report(args.presets, args.archs, args.dtypes, args.action_dims, Path(args.cache) if args.cache else None,
+                  envs=args.envs, fused_rollout=args.fused_rollout)
+    path = Path(args.csv) if args.csv else \
+        DEFAULT_CSV.with_name("kernel_fit_fused_rollout.csv") if args.fused_rollout else DEFAULT_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)

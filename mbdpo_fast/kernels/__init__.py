@@ -1,10 +1,16 @@
-"""Triton kernels of the planner's hot path, each with a PyTorch reference of the same signature:
+"""Triton kernels of the planner's hot path, each with a PyTorch reference:
 
-    fused_linear.py   GEMM + bias + LayerNorm + Mish / SimNorm (or a plain output layer)
-    two_hot_head.py   reward/Q output layer fused with the two-hot decode
-    elite_score.py    return weighting + score update + the next step's candidates (Philox)
-    rollout.py        the planner's imagined returns and policy rollouts on those kernels
+    fused_linear.py    one MLP layer: GEMM + bias + LayerNorm + Mish / SimNorm (`linear_rows`, for
+                       a program's rows), and its one-layer kernel
+    two_hot_head.py    a reward/Q output layer fused with the two-hot decode, likewise
+    rollout.py         the planner's imagined returns and policy rollouts, one launch per layer
+    rollout_values.py  with fused_rollout=true: the imagined returns of one denoising step in one
+                       kernel (policy prior, H steps of reward / energy / dynamics / termination,
+                       final policy sample and two Q heads per candidate row)
+    elite_score.py     return weighting + score update + the next step's candidates (Philox)
 
+The references: planner.TorchRollouts (rollouts) and diffusion.py (elites, score). A denoising
+step is 52 Triton launches per layer, 2 with fused_rollout (tests/test_kernel_launches.py).
 `kernels=triton` in the config selects them for the planner; `resolve_backend` decides where
 they can run: on CUDA devices, or anywhere under TRITON_INTERPRET=1 (the CPU tests). Elsewhere
 the planner keeps the PyTorch path and says so once.

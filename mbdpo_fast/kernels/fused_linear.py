@@ -23,6 +23,8 @@ warpgroup MMA, smaller ones keep small batches spread over more SMs), BLOCK_K = 
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -31,6 +33,10 @@ import triton.language as tl
 from ..functional import simnorm
 
 ACTS = {"none": 0, "mish": 1, "simnorm": 2}
+# A loop that starts at a runtime value fails under TRITON_INTERPRET=1 (the interpreter's scalars
+# are 1-element arrays, which numpy 2 will not turn into an int): there the K loop starts at 0 and
+# the columns before k_start are masked out, which adds the same products.
+RUNTIME_LOOP_START = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
 
 
 @triton.jit
@@ -42,22 +48,31 @@ def _mish(y):
 
 
 @triton.jit
-def accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1: tl.constexpr,
-                    K2: tl.constexpr, HAS_X2: tl.constexpr, DOT_BF16: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc[BLOCK_M, BLOCK_N] += [x1, x2][rm, :K1+K2] @ W[rn, :K1+K2]^T, streaming BLOCK_K slices in
-    one loop: a slice that crosses from x1 into x2 reads both (masked). One software-pipelined loop
-    instead of one per input part: two loops in one kernel pushed it past 255 registers and spilled
-    (tools/kernel_report.py)."""
-    for k0 in range(0, K1 + K2, BLOCK_K):
+def accumulate_tile(acc, x1_ptr, x1_off, x2_ptr, x2_off, w_ptr, s_wn, s_wk, rn, m_ok, n_ok, K1: tl.constexpr,
+                    K2: tl.constexpr, DOT_BF16: tl.constexpr, BLOCK_K: tl.constexpr, k_start=0):
+    """acc[BLOCK_M, BLOCK_N] += [x1, x2][rows, k_start:K1+K2] @ W[rn, k_start:K1+K2]^T. Rows of x1 at
+    x1_ptr + x1_off ([BLOCK_M] element offsets), likewise x2 (either part may be empty: K1 = 0 or
+    K2 = 0). Row offsets rather than row pointers: one int32 vector serves several buffers, where
+    64-bit pointer vectors for each buffer, kept in several layouts, exhausted the registers;
+    k_start (runtime) skips leading input columns (their part is in the bias). Streams BLOCK_K
+    slices in one loop: a slice that crosses from x1 into x2 reads both (masked). One
+    software-pipelined loop instead of one per input part: two loops in one kernel pushed it past 255
+    registers and spilled (tools/kernel_report.py)."""
+    for k0 in range(k_start if RUNTIME_LOOP_START else 0, K1 + K2, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(x1_ptr + rm[:, None] * s_x1m + rk[None, :], mask=m_ok[:, None] & (rk < K1)[None, :],
-                    other=0.0).to(tl.float32)
-        if HAS_X2:
-            r2 = rk - K1
-            a += tl.load(x2_ptr + rm[:, None] * s_x2m + r2[None, :], mask=m_ok[:, None] & ((r2 >= 0) & (r2 < K2))[None, :],
-                         other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + rn[None, :] * s_wn + rk[:, None] * s_wk, mask=(rk < K1 + K2)[:, None] & n_ok[None, :],
-                    other=0.0)
+        r2 = rk - K1
+        use = rk >= k_start
+        if K1 > 0:
+            a = tl.load(x1_ptr + x1_off[:, None] + rk[None, :], mask=m_ok[:, None] & (use & (rk < K1))[None, :],
+                        other=0.0).to(tl.float32)
+            if K2 > 0:
+                a += tl.load(x2_ptr + x2_off[:, None] + r2[None, :], mask=m_ok[:, None] & (use & (r2 >= 0) & (r2 < K2))[None, :],
+                             other=0.0).to(tl.float32)
+        else:
+            a = tl.load(x2_ptr + x2_off[:, None] + r2[None, :], mask=m_ok[:, None] & (use & (r2 < K2))[None, :],
+                        other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + rn[None, :] * s_wn + rk[:, None] * s_wk,
+                    mask=(use & (rk < K1 + K2))[:, None] & n_ok[None, :], other=0.0)
         if DOT_BF16:
             acc += tl.dot(a.to(tl.bfloat16), w.to(tl.bfloat16))
         else:
@@ -83,38 +98,38 @@ def _epilogue(y, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN: tl.constexpr, ACT: t
 
 
 @triton.jit
-def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr, tmp_ptr,
-                         M, s_x1m, s_x2m, s_wn, s_wk, s_om, s_tm, eps, K1: tl.constexpr, K2: tl.constexpr,
-                         N: tl.constexpr, HAS_X2: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr,
-                         GROUP: tl.constexpr, DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         BLOCK_K: tl.constexpr):
-    pid = tl.program_id(0)
-    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    m_ok = rm < M
+def linear_rows(x1_ptr, x1_off, x2_ptr, x2_off, w_ptr, s_wn, s_wk, b_ptr, b_off, g_ptr, beta_ptr, out_ptr, out_off,
+                tmp_ptr, tmp_off, m_ok, eps, K1: tl.constexpr, K2: tl.constexpr, N: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr, GROUP: tl.constexpr,
+                DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                k_start=0):
+    """One layer for one program's BLOCK_M rows: out[r, :N] = act(LN([x1, x2][r] @ W^T + b[r])),
+    the inputs' first k_start columns left out (accumulate_tile).
+    Each buffer as a base pointer and [BLOCK_M] row offsets: x1, x2 (inputs), b (each row's bias:
+    offsets 0 for one shared bias, per environment otherwise), out (output, its dtype), tmp (fp32
+    staging of a multi-tile row's pre-norm values; may be `out` when that is fp32)."""
     N_TILES: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
     if N_TILES == 1:  # the whole row in one tile: one pass, in registers
         rn = tl.arange(0, BLOCK_N)
         n_ok = rn < N
+        ok = m_ok[:, None] & n_ok[None, :]
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc = accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1, K2,
-                              HAS_X2, DOT_BF16, BLOCK_K)
-        y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        acc = accumulate_tile(acc, x1_ptr, x1_off, x2_ptr, x2_off, w_ptr, s_wn, s_wk, rn, m_ok, n_ok, K1, K2, DOT_BF16, BLOCK_K, k_start)
+        y = acc + tl.load(b_ptr + b_off[:, None] + rn[None, :], mask=ok, other=0.0).to(tl.float32)
         mean = tl.sum(tl.where(n_ok[None, :], y, 0.0), axis=1) / (N * 1.0)
         d = tl.where(n_ok[None, :], y - mean[:, None], 0.0)
         rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / (N * 1.0) + eps)
         y = _epilogue(y, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN, ACT, GROUP, BLOCK_M, BLOCK_N)
-        tl.store(out_ptr + rm[:, None] * s_om + rn[None, :], y.to(out_ptr.dtype.element_ty),
-                 mask=m_ok[:, None] & n_ok[None, :])
+        tl.store(out_ptr + out_off[:, None] + rn[None, :], y.to(out_ptr.dtype.element_ty), mask=ok)
     else:
         mean = tl.zeros((BLOCK_M,), dtype=tl.float32)
         m2 = tl.zeros((BLOCK_M,), dtype=tl.float32)
         for t in range(N_TILES):  # pass 1: the GEMM tile by tile, and the row statistics
             rn = t * BLOCK_N + tl.arange(0, BLOCK_N)
             n_ok = rn < N
+            ok = m_ok[:, None] & n_ok[None, :]
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            acc = accumulate_tile(acc, x1_ptr, s_x1m, x2_ptr, s_x2m, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K1, K2,
-                                  HAS_X2, DOT_BF16, BLOCK_K)
-            y = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+            acc = accumulate_tile(acc, x1_ptr, x1_off, x2_ptr, x2_off, w_ptr, s_wn, s_wk, rn, m_ok, n_ok, K1, K2, DOT_BF16, BLOCK_K, k_start)
+            y = acc + tl.load(b_ptr + b_off[:, None] + rn[None, :], mask=ok, other=0.0).to(tl.float32)
             if LN:  # merge this tile's (count, mean, M2) into the running ones (Chan et al.)
                 nb = tl.minimum(N - t * BLOCK_N, BLOCK_N) * 1.0
                 na = t * BLOCK_N * 1.0
@@ -123,16 +138,27 @@ def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr,
                 delta = mb - mean
                 mean = mean + delta * (nb / (na + nb))
                 m2 = m2 + tl.sum(db * db, axis=1) + delta * delta * (na * nb / (na + nb))
-            tl.store(tmp_ptr + rm[:, None] * s_tm + rn[None, :], y, mask=m_ok[:, None] & n_ok[None, :])
+            tl.store(tmp_ptr + tmp_off[:, None] + rn[None, :], y, mask=ok)
         rstd = 1.0 / tl.sqrt(m2 / (N * 1.0) + eps)
         tl.debug_barrier()  # pass 1's stores are visible to every thread of the program
         for t in range(N_TILES):  # pass 2: norm and activation of each stored tile
             rn = t * BLOCK_N + tl.arange(0, BLOCK_N)
             n_ok = rn < N
             ok = m_ok[:, None] & n_ok[None, :]
-            yt = tl.load(tmp_ptr + rm[:, None] * s_tm + rn[None, :], mask=ok, other=0.0)
+            yt = tl.load(tmp_ptr + tmp_off[:, None] + rn[None, :], mask=ok, other=0.0)
             yt = _epilogue(yt, rn, n_ok, g_ptr, beta_ptr, mean, rstd, LN, ACT, GROUP, BLOCK_M, BLOCK_N)
-            tl.store(out_ptr + rm[:, None] * s_om + rn[None, :], yt.to(out_ptr.dtype.element_ty), mask=ok)
+            tl.store(out_ptr + out_off[:, None] + rn[None, :], yt.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _fused_linear_kernel(x1_ptr, x2_ptr, w_ptr, b_ptr, g_ptr, beta_ptr, out_ptr, tmp_ptr,
+                         M, s_x1m, s_x2m, s_wn, s_wk, s_om, s_tm, eps, K1: tl.constexpr, K2: tl.constexpr,
+                         N: tl.constexpr, LN: tl.constexpr, ACT: tl.constexpr, GROUP: tl.constexpr,
+                         DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    linear_rows(x1_ptr, rm * s_x1m, x2_ptr, rm * s_x2m, w_ptr, s_wn, s_wk, b_ptr, rm * 0, g_ptr, beta_ptr,
+                out_ptr, rm * s_om, tmp_ptr, rm * s_tm, rm < M, eps, K1, K2, N, LN, ACT, GROUP, DOT_BF16,
+                BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +206,7 @@ def fused_linear(x1: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_
     _fused_linear_kernel[(triton.cdiv(M, cfg["BLOCK_M"]),)](
         a1, a2, weight, bias, ln_weight if ln else bias, ln_bias if ln else bias, out, tmp,
         M, a1.stride(0), a2.stride(0), weight.stride(0), weight.stride(1), out.stride(0), tmp.stride(0), eps,
-        K1=K1, K2=K2, N=N, HAS_X2=x2 is not None, LN=ln, ACT=ACTS[act], GROUP=group,
+        K1=K1, K2=K2, N=N, LN=ln, ACT=ACTS[act], GROUP=group,
         DOT_BF16=dot_dtype == torch.bfloat16, **cfg)
     return out.view(*lead, N)
 

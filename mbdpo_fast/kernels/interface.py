@@ -15,7 +15,8 @@ class RolloutNets:
     hidden layers, then the output layer); q_params: the Q ensemble's stacked (weights, biases,
     ln_weights, ln_biases), each a list over layers of [num_q, ...] tensors; bins [num_bins];
     energy_mu / energy_sigma: 0-dim running statistics of F; with_task(x, task) appends the task
-    embedding (identity single-task); pi_from_head(raw, task, eps, with_info) -> (action, info or None)."""
+    embedding (identity single-task); pi_from_head(raw, task, eps, with_info) -> (action, info or
+    None); log_std_min / log_std_max: the policy's log-std range."""
     dynamics: nn.Sequential
     reward: nn.Sequential
     energy: nn.Sequential
@@ -29,3 +30,5 @@ class RolloutNets:
     multitask: bool
     with_task: Callable
     pi_from_head: Callable
+    log_std_min: float
+    log_std_max: float

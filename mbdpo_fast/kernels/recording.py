@@ -115,10 +115,10 @@ def _specialize(value, specialize: bool, align: bool) -> tuple:
 
 def kernel_functions() -> dict:
     """{module: attribute name} of every Triton kernel the package launches."""
-    from . import elite_score, fused_linear, two_hot_head
+    from . import elite_score, fused_linear, rollout_values, two_hot_head
 
     return {fused_linear: "_fused_linear_kernel", two_hot_head: "_two_hot_value_kernel",
-            elite_score: "_elite_score_kernel"}
+            rollout_values: "_rollout_values_kernel", elite_score: "_elite_score_kernel"}
 
 
 @contextlib.contextmanager

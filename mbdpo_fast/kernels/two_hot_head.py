@@ -14,24 +14,31 @@ from .fused_linear import accumulate_tile
 
 
 @triton.jit
-def _two_hot_value_kernel(h_ptr, w_ptr, b_ptr, bins_ptr, out_ptr, M, s_hm, s_wn, s_wk, K: tl.constexpr, NB: tl.constexpr,
-                          DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_K: tl.constexpr):
-    pid = tl.program_id(0)
-    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+def two_hot_rows(h_ptr, h_off, w_ptr, s_wn, s_wk, b_ptr, bins_ptr, m_ok, K: tl.constexpr, NB: tl.constexpr,
+                 DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The decoded values [BLOCK_M] fp32 of one program's rows of h (at h_ptr + h_off, [BLOCK_M] offsets)."""
     rn = tl.arange(0, BLOCK_N)
-    m_ok = rm < M
     n_ok = rn < NB
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc = accumulate_tile(acc, h_ptr, s_hm, h_ptr, s_hm, w_ptr, s_wn, s_wk, rm, rn, m_ok, n_ok, K, 0, False, DOT_BF16,
-                          BLOCK_K)
+    acc = accumulate_tile(acc, h_ptr, h_off, h_ptr, h_off, w_ptr, s_wn, s_wk, rn, m_ok, n_ok, K, 0, DOT_BF16, BLOCK_K)
     logits = acc + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     logits = tl.where(n_ok[None, :], logits, float("-inf"))
     p = tl.exp(logits - tl.max(logits, axis=1)[:, None])
     c = tl.load(bins_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
     v = tl.sum(p * c[None, :], axis=1) / tl.sum(p, axis=1)
     mag = tl.exp(tl.abs(v)) - 1.0
-    tl.store(out_ptr + rm, tl.where(v < 0, -mag, mag), mask=m_ok)
+    return tl.where(v < 0, -mag, mag)
+
+
+@triton.jit
+def _two_hot_value_kernel(h_ptr, w_ptr, b_ptr, bins_ptr, out_ptr, M, s_hm, s_wn, s_wk, K: tl.constexpr, NB: tl.constexpr,
+                          DOT_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_K: tl.constexpr):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = rm < M
+    v = two_hot_rows(h_ptr, rm * s_hm, w_ptr, s_wn, s_wk, b_ptr, bins_ptr, m_ok, K, NB, DOT_BF16, BLOCK_M, BLOCK_N,
+                     BLOCK_K)
+    tl.store(out_ptr + rm, v, mask=m_ok)
 
 
 def two_hot_value(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, bins: torch.Tensor,
