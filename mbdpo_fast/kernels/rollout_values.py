@@ -121,8 +121,8 @@ def _rollout_values_kernel(
     a_ok = ra < A
     # This program's scratch rows, in the activation dtype: [z_t, a_t] twice (this step's and the
     # next's latent), h1, h2; fp32: a wide row's pre-norm values. The action sits right after its
-    # latent so that the first layers read one input of L + A columns: reading z and a as two parts
-    # took ~240 registers per layer on its own (tools/kernel_report.py) and spilled in this kernel.
+    # latent so that the first layers read one input of L + A columns (a layer with a two-part input
+    # takes 236-254 registers on its own, kernel_fit.csv; in this kernel neither form avoids spills).
     ZW: tl.constexpr = L + A
     SW: tl.constexpr = 2 * ZW + 2 * M1
     TW: tl.constexpr = M1 if M1 > L else L
