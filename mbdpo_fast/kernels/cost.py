@@ -40,7 +40,7 @@ def launch_cost(launch) -> Cost:
         M, K, NB = v["M"], c["K"], c["NB"]
         return Cost(2.0 * M * K * NB, float(NB * K * size["w_ptr"] + 2 * NB * 4 + M * K * size["h_ptr"] + M * 4))
     if launch.kernel == "_rollout_values_kernel":
-        return _rollout_cost(c, v["E"], size, launch.num_warps)
+        return _rollout_cost(c, v["E"], size)
     if launch.kernel == "_elite_score_kernel":
         E = launch.grid[0]
         N, D = c["N"], c["D"]
@@ -57,7 +57,7 @@ def policy_rows(E: int, N: int, P: int, block_m: int) -> int:
     return len(blocks) * block_m
 
 
-def _rollout_cost(c: dict, E: int, size: dict, num_warps: int) -> Cost:
+def _rollout_cost(c: dict, E: int, size: dict) -> Cost:
     L, M1, A, NB, H, N, P = c["L"], c["M1"], c["A"], c["NB"], c["H"], c["N"], c["P"]
     R, R_pi = E * N, policy_rows(E, N, P, c["BLOCK_M"])
     layers = []  # (rows, K, N_out, LayerNorm)

@@ -271,6 +271,7 @@ def _task_dim(nets: RolloutNets) -> int:
 
 
 def max_programs(device: torch.device) -> int:
+    """How many persistent programs the rollout kernel launches at most: two per SM."""
     if device.type == "cuda":
         return 2 * torch.cuda.get_device_properties(device).multi_processor_count
     return DEFAULT_MAX_PROGRAMS
@@ -289,16 +290,15 @@ def rollout_values(nets: RolloutNets, plan: PlanInputs, cand: torch.Tensor, eps_
         raise ValueError("cand must be a contiguous fp32 tensor (it is updated in place)")
     M1, NB, TD = nets.reward[0].weight.shape[0], nets.bins.shape[0], _task_dim(nets)
     L = nets.dynamics[-1].weight.shape[0]
-    dyn_out = nets.dynamics[-1]
-    group = dyn_out.act.group
+    group = nets.dynamics[-1].act.group  # SimNorm's
+    device = cand.device
     cfg = launch_config(E * N, M1)
     bm = cfg["BLOCK_M"]
     num_blocks = triton.cdiv(E * N, bm)
-    programs = min(num_blocks, max_programs(cand.device))
+    programs = min(num_blocks, max_programs(device))
     block_l = min(MAX_BLOCK_N, max(16, triton.next_power_of_2(L)))
     if block_l % group:
         raise ValueError(f"SimNorm group {group} does not divide the tile width {block_l}")
-    device = cand.device
     act = torch.empty(programs * bm, 2 * (L + A) + 2 * M1, device=device, dtype=dtype)
     f32 = torch.empty(programs * bm, max(M1, L), device=device, dtype=torch.float32)
     values = torch.empty(E, N, device=device, dtype=torch.float32)
