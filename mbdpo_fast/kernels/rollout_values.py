@@ -31,7 +31,7 @@ from .interface import RolloutNets
 from .two_hot_head import two_hot_rows
 
 # 8 warps at every tile height: with 4, the kernel needs more than 255 registers per thread and
-# spills several hundred bytes (tools/kernel_report.py --fused-rollout); with 8, tens of bytes
+# spilled 216-428 B at preset 5 (tools/kernel_report.py --fused-rollout); with 8, tens of bytes
 # (benchmarks/results/kernel_fit/kernel_fit_fused_rollout.csv).
 NUM_WARPS = 8
 # Persistent programs when the device cannot be asked (meta, the interpreter): two per SM of an H100.
