@@ -1,6 +1,7 @@
 """Cost of the planner against the sample count N, per backend: torch eager, torch compiled (one
 denoising step compiled + CUDA graphs + bf16), Triton (one kernel per layer + CUDA graphs + bf16)
-and Triton with the fused rollout (a denoising step in two kernels + CUDA graphs + bf16).
+and Triton with the fused rollout (a denoising step's rollout in a kernel per head group + CUDA
+graphs + bf16).
 
     python benchmarks/denoise_profile.py                  # N sweep; CSV and PNG under runs/benchmarks/
     python benchmarks/denoise_profile.py --sweep K H      # also vary the step count and the horizon at N=512
@@ -257,7 +258,7 @@ def main() -> None:
         grid += [("H", E, mid, K0, H) for E in envs for H in ([1, 5] if args.small else [1, 3, 5, 8])]
     meta = {**stamp(dev), "sizes": "small (CPU smoke)" if args.small else "model size 5"}
     # Rough: each measurement spends up to --budget s timing plus its first call (a few seconds; the
-    # compiled backend compiles for ~30 s per shape on a GPU, the fused rollout's kernel ~60 s per tile
+    # compiled backend compiles for ~30 s per shape on a GPU, the fused rollout's kernels ~60 s per tile
     # height on this project's 2-core CPU; interpreted Triton is slow on a CPU).
     from mbdpo_fast.kernels import interpreting
 

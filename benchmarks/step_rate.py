@@ -15,7 +15,7 @@ Sections (one table, one CSV row per measurement, a PNG beside the CSV):
 Variants (the flags asked for): off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and
 bf16_update); all = compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels
 (kernels=triton); compile and triton-fp32: the same without bf16; triton-fused: cudagraphs+bf16
-planning with a denoising step's whole rollout in one kernel (fused_rollout). Without CUDA: off and
+planning with a denoising step's rollout in a kernel per head group (fused_rollout). Without CUDA: off and
 compile+bf16. Each row's `path` column says what ran (the agent's own account: a flag that cannot
 act on this device is not counted as on). "env-steps" are
 agent steps (one action per environment, action repeat inside). Latencies: median over repeats
@@ -45,7 +45,7 @@ VARIANTS_CUDA = {
     "triton": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True, "kernels": "triton"},
     "compile": {"cudagraphs": True, "compile": True},  # fp32 counterparts of "all" and "triton"
     "triton-fp32": {"cudagraphs": True, "kernels": "triton"},
-    # the whole rollout of a denoising step in one kernel (fused_rollout), bf16, CUDA graphs
+    # a denoising step's rollout in a kernel per head group (fused_rollout), bf16, CUDA graphs
     "triton-fused": {"cudagraphs": True, "bf16_plan": True, "kernels": "triton", "fused_rollout": True},
 }
 VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, "bf16_update": True}}

@@ -111,8 +111,9 @@ class TritonRollouts(TorchRollouts):
     """The fused backend (kernels=triton), activations in bf16 with bf16_plan. By default every MLP
     layer is one fused_linear launch, the reward and Q heads fused with their two-hot decode
     (kernels/rollout.py), around the same steps as TorchRollouts. With fused_rollout=true a
-    denoising step's whole rollout is one kernel (policy prior, rewards, energies, latents, final
-    policy sample and Q heads per candidate; kernels/rollout_values.py), with what the steps share
+    denoising step's rollout is 3H + 3 kernels, each running a group of heads on every candidate
+    (policy prior, rewards + energies, latents + termination, final policy sample, Q heads;
+    kernels/rollout_values.py), with what the steps share
     (the first layers' parts of z0 and of the task) computed once per plan. Either way the elite
     weighting, score update and next candidates are one kernel (kernels/elite_score.py), which can
     draw the candidates' noise itself (Philox) instead of reading it."""

@@ -23,9 +23,10 @@ import kernel_report  # noqa: E402
 
 # Launches per planner call at the paper's planner (model size 5, N=512, K=20, H=3, E=1), as
 # this recording counts them: budgets a change must not exceed. Per denoising step: 278.8 on the
-# torch path, 138.1 on the Triton path with one launch per layer, 8.2 with fused_rollout (the
-# rollout kernel, the elite/score kernel and the step's random numbers; the goal was at most 30).
-BUDGET_PER_PLAN = {"torch": 5298, "triton": 2624, "fused": 160}
+# torch path, 138.1 on the Triton path with one launch per layer, 19.4 with fused_rollout (12
+# rollout kernels: the policy prior and two head groups per horizon step, the final policy sample
+# and the two Q heads; the elite/score kernel; the step's random numbers; the goal was at most 30).
+BUDGET_PER_PLAN = {"torch": 5298, "triton": 2624, "fused": 368}
 GOAL_PER_STEP = 30
 
 
@@ -50,8 +51,10 @@ def test_launches_per_denoising_step_within_budget(kernels):
         steps = cfg.diffusion_steps - 1
         assert rec.launches / steps <= GOAL_PER_STEP
         kernels_per_step = {k: sum(l.kernel == k for l in rec.triton) / steps for k in
-                            ("_rollout_values_kernel", "_elite_score_kernel")}
-        assert kernels_per_step == {"_rollout_values_kernel": 1, "_elite_score_kernel": 1}
+                            ("_policy_kernel", "_heads_kernel", "_elite_score_kernel")}
+        H = cfg.horizon  # the policy prior per horizon step and the final sample; 2 head groups per
+        # horizon step and the two Q heads
+        assert kernels_per_step == {"_policy_kernel": H + 1, "_heads_kernel": 2 * H + 2, "_elite_score_kernel": 1}
         assert rec.torch_ops["index_select"] == 0  # the Q heads are read in place, not gathered
 
 
@@ -88,16 +91,18 @@ def test_fresh_noise_uses_the_kernels_philox_stream():
 
 def test_recorded_launch_parameters_follow_the_launchers():
     """Block sizes grow with the rows (M = E x N): 64-row tiles at E=256 (wgmma on sm_90), 16/32-row
-    tiles at E=1. The fused rollout: persistent programs, at most 264 (two per H100 SM), each
-    walking its share of row blocks."""
+    tiles at E=1. The fused rollout's head groups: persistent programs, at most 264 (two per H100
+    SM), each walking its share of row blocks; its policy prior on the policy rows alone."""
     small, _ = plan_on_meta("triton", envs=1)
     large, _ = plan_on_meta("triton", envs=256)
     rows = lambda rec: {dict(l.constexprs)["BLOCK_M"] for l in rec.triton if l.kernel == "_fused_linear_kernel"}
     assert rows(small) == {16, 32} and rows(large) == {64}  # E=1: 24 policy rows, 512 candidates
     small, _ = plan_on_meta("fused", envs=1)
     large, _ = plan_on_meta("fused", envs=256)
-    rollout = lambda rec: [l for l in rec.triton if l.kernel == "_rollout_values_kernel"]
+    rollout = lambda rec: [l for l in rec.triton if l.kernel == "_heads_kernel"]
     c_small, c_large = dict(rollout(small)[0].constexprs), dict(rollout(large)[0].constexprs)
+    prior = [l for l in small.triton if l.kernel == "_policy_kernel"][0]
+    assert (dict(prior.scalars)["rows"], dict(prior.constexprs)["BLOCK_M"], prior.grid) == (24, 32, (1,))
     assert (c_small["BLOCK_M"], rollout(small)[0].grid) == (32, (16,))
     assert (c_large["BLOCK_M"], rollout(large)[0].grid) == (64, (264,))
     # compiled: a runtime trip count (0); interpreted: blocks per program as a constant
@@ -106,17 +111,21 @@ def test_recorded_launch_parameters_follow_the_launchers():
     assert (c_small["BLOCKS_PER_PROGRAM"], c_large["BLOCKS_PER_PROGRAM"]) == expected
 
 
-@pytest.fixture(scope="module")
-def committed_report():
-    path = ROOT / "benchmarks" / "results" / "kernel_fit" / "kernel_fit.csv"
-    return list(csv.DictReader(open(path)))
+# The committed compile reports: one launch per layer, and fused_rollout=true.
+REPORTS = {False: "kernel_fit.csv", True: "kernel_fit_fused_rollout.csv"}
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["layers", "fused_rollout"])
+def committed_report(request):
+    path = ROOT / "benchmarks" / "results" / "kernel_fit" / REPORTS[request.param]
+    return request.param, list(csv.DictReader(open(path)))
 
 
 def test_committed_report_is_current_and_fits(committed_report):
-    """The committed compile report covers every preset, both archs, dtypes, action dims and
+    """Each committed compile report covers every preset, both archs, dtypes, action dims and
     regimes, was made from today's kernel sources, and has no launch over the SM's shared memory
     and no spill at presets 1-19 (kernel_report.violations)."""
-    rows = committed_report
+    _, rows = committed_report
     assert {r["preset"] for r in rows} == {str(p) for p in kernel_report.PRESETS}
     assert {r["arch"] for r in rows} == {"sm_90", "sm_80"}
     assert {(r["dtype"], r["action_dim"], r["envs"]) for r in rows} == {
@@ -139,7 +148,8 @@ def test_committed_report_is_current_and_fits(committed_report):
 @pytest.mark.parametrize("preset", [1, 19])
 def test_report_rows_match_todays_launches(committed_report, preset):
     """The launches the package chooses now (recorded) are the ones the committed report compiled."""
-    rec = kernel_report.record(preset, True, 38, envs=1)
+    fused, committed_report = committed_report
+    rec = kernel_report.record(preset, True, 38, envs=1, fused_rollout=fused)
     now = {(l.kernel.strip("_"), *kernel_report.describe(l), l.num_warps) for l in rec.triton}
     committed = {(r["kernel"], r["layer"], r["block"], int(r["num_warps"])) for r in committed_report
                  if r["preset"] == str(preset) and r["dtype"] == "bf16" and r["action_dim"] == "38" and r["envs"] == "1"}
@@ -191,11 +201,11 @@ def test_cost_model_agrees_with_the_analytic_flop_count(preset, envs, bf16):
 @pytest.mark.parametrize("preset,envs,bf16,episodic", [(1, 1, False, False), (5, 4, True, True)])
 def test_fused_rollout_cost_model_agrees_with_the_analytic_flop_count(preset, envs, bf16, episodic):
     """The fused rollout's model against the reference planner's closed-form FLOPs less what the
-    kernel does not recompute: the first step's latent columns of dynamics/reward/energy and the
+    kernels do not recompute: the first step's latent columns of dynamics/reward/energy and the
     policy's first layer there (in per-environment biases), the policy rollouts' own dynamics (a
-    policy row's latents are the value rollout's), with the policy run on whole row blocks. Bytes at
-    least the weights, fewer in bf16."""
-    from mbdpo_fast.kernels.cost import plan_cost, policy_rows
+    policy row's latents are the value rollout's). Bytes at least the weights each launch reads
+    (a hidden layer at least), fewer in bf16."""
+    from mbdpo_fast.kernels.cost import plan_cost
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from denoise_profile import mlp_flops, plan_flops
@@ -203,13 +213,12 @@ def test_fused_rollout_cost_model_agrees_with_the_analytic_flop_count(preset, en
     rec, cfg = plan_on_meta("fused", preset=preset, envs=envs, bf16_plan=bf16, episodic=episodic)
     L, A, M, N, P, H = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_samples, cfg.num_pi_trajs, cfg.horizon
     pi, dyn = mlp_flops([L, M, M, 2 * A]), mlp_flops([L + A, M, M, L])
-    block_m = dict(rec.triton[0].constexprs)["BLOCK_M"]
-    saved = envs * (N * 3 * 2 * L * M + P * (H * pi + (H - 1) * dyn)) - policy_rows(envs, N, P, block_m) * (H * pi - 2 * L * M)
+    saved = envs * (N * 3 * 2 * L * M + P * (H - 1) * dyn + P * 2 * L * M)
     expected = plan_flops(cfg, envs) - (cfg.diffusion_steps - 1) * saved
     cost = plan_cost(rec.triton)
     assert abs(cost.flops - expected) <= 1e-3 * expected
-    weights = 6 * M * M * (2 if bf16 else 4)
-    assert all(plan_cost([l]).bytes >= weights for l in rec.triton if l.kernel == "_rollout_values_kernel")
+    weights = M * M * (2 if bf16 else 4)
+    assert all(plan_cost([l]).bytes >= weights for l in rec.triton if l.kernel in ("_policy_kernel", "_heads_kernel"))
     if bf16:
         fp32, _ = plan_on_meta("fused", preset=preset, envs=envs, episodic=episodic)
         assert plan_cost(fp32.triton).bytes > cost.bytes

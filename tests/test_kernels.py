@@ -189,15 +189,22 @@ def test_rollout_values_kernel_against_reference_step(monkeypatch, programs):
     blocks each and a last block past the end (programs=1, 2), scratch and outputs poisoned."""
     monkeypatch.setattr(rv_mod, "DEFAULT_MAX_PROGRAMS", programs)
     torch.manual_seed(1)
-    ref, fused, z0, prev, task = planner_pair(3, True, True, True, num_samples=20)  # 60 rows: 4 blocks of 16
-    E, N, H, A = 3, 20, ref.horizon, ref.action_dim
+    ref, fused, z0, prev, task = planner_pair(3, True, True, True, num_samples=30)  # 90 rows: 3 blocks of 32
+    E, N, H, A = 3, 30, ref.horizon, ref.action_dim
     noise = ref.draw_noise(E, DEV)
     cand = torch.rand(E, N, H, A, device=DEV) * 2 - 1
     mask = ref.model.action_mask(task)
     ctx_ref = ref.rollouts.prepare(z0, task, ref.gamma_rows(task, E), mask)
     ctx = fused.rollouts.prepare(z0, task, fused.gamma_rows(task, E), mask)
     v_ref, c_ref = ref.rollouts.step_values(cand.clone(), ctx_ref, noise)
+    empty = torch.empty  # the kernels' buffers (scratch, latents, G, survival, Q) start as NaN
+
+    def poisoned(*shape, **kw):
+        out = empty(*shape, **kw)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+    monkeypatch.setattr(rv_mod.torch, "empty", poisoned)
     v, c = fused.rollouts.step_values(cand.clone(), ctx, noise)
+    monkeypatch.setattr(rv_mod.torch, "empty", empty)
     assert not v.isnan().any() and v.shape == (E, N)
     assert rel_err(v, v_ref) < 1e-5 and rel_err(c, c_ref) < 1e-6
     assert (c[1:, :, :, 2:] == 0).all()  # the second task's padded action dims

@@ -45,7 +45,7 @@ SM = {90: dict(smem_block=227 * 1024, smem_sm=228 * 1024, regs=65536, threads=20
 NO_SPILL_PRESETS = (1, 5, 19)
 ENVS = (1, 256)  # the launchers' block sizes depend on the rows M = E x samples: both regimes
 FIELDS = ["arch", "kernel", "preset", "dtype", "action_dim", "envs", "layer", "launches_per_plan", "block", "num_warps",
-          "num_stages", "registers", "spill_stores", "spill_loads", "stack_bytes", "shared_bytes",
+          "num_stages", "maxnreg", "registers", "spill_stores", "spill_loads", "stack_bytes", "shared_bytes",
           "shared_limit", "blocks_per_sm", "tensor_core", "fits", "spills", "source_hash", "commit", "date", "triton"]
 
 
@@ -66,10 +66,15 @@ def record(preset: int, bf16: bool, action_dim: int, envs: int = 1, samples: int
 def describe(launch) -> tuple[str, str]:
     """(layer, block) strings of a launch for the CSV."""
     c = dict(launch.constexprs)
-    if launch.kernel == "_rollout_values_kernel":
+    if launch.kernel in ("_policy_kernel", "_heads_kernel"):
         blocks = "x".join(str(c[k]) for k in ("BLOCK_M", "BLOCK_H", "BLOCK_K"))
-        return (f"L={c['L']} mlp={c['M1']} A={c['A']} H={c['H']} N={c['N']} P={c['P']} task_dim={c['TD']} "
-                f"episodic={int(bool(c['EPISODIC']))}"), blocks
+        if launch.kernel == "_policy_kernel":
+            part = f"policy rows={c['R']}/{c['N']}"
+        else:
+            part = "+".join(k.lower() for k in ("GATHER", "REWARD", "ENERGY", "DYNAMICS") if c[k])
+            part += f"q head {c['Q']}" if c["Q"] else ""
+            part += "+termination" if c["DYNAMICS"] and c["EPISODIC"] else ""
+        return f"{part} L={c['L']} mlp={c['M1']} A={c['A']} task_dim={c['TD']}", blocks
     blocks = "x".join(str(c[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "BLOCK_C", "BLOCK_D") if k in c)
     if launch.kernel == "_fused_linear_kernel":
         act = {0: "none", 1: "mish", 2: "simnorm"}[c["ACT"]]
@@ -84,7 +89,7 @@ def describe(launch) -> tuple[str, str]:
 def _jit(name: str):
     from mbdpo_fast.kernels import recording
 
-    for module, attr in recording.kernel_functions().items():
+    for module, attr in recording.kernel_functions():
         if attr == name:
             return recording._jit_of(getattr(module, attr))
     raise KeyError(name)
@@ -116,8 +121,10 @@ def compile_one(launch, arch: int, cache: dict) -> dict:
     index = {n: i for i, (n, _) in enumerate(launch.signature)}
     attrs = {(index[n],): [["tt.divisibility", 16]] for n in launch.divisible}
     src = ASTSource(jit, sig, constexprs=dict(launch.constexprs), attrs=attrs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": launch.num_warps, "num_stages": launch.num_stages})
+    options = {"num_warps": launch.num_warps, "num_stages": launch.num_stages}
+    if launch.maxnreg is not None:
+        options["maxnreg"] = launch.maxnreg
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     ptx = compiled.asm["ptx"]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "k.ptx").write_text(ptx)
@@ -170,7 +177,8 @@ def report(presets, archs, dtypes, action_dims, cache_path: Path | None = None, 
                         spills = res["spill_stores"] + res["spill_loads"] > 0
                         rows.append(dict(arch=f"sm_{arch}", kernel=launch.kernel.strip("_"), preset=preset, dtype=dtype,
                                          action_dim=adim, envs=n_envs, layer=layer, launches_per_plan=counts[k], block=block,
-                                         num_warps=launch.num_warps, num_stages=launch.num_stages, **res,
+                                         num_warps=launch.num_warps, num_stages=launch.num_stages,
+                                         maxnreg=launch.maxnreg or "", **res,
                                          shared_limit=SM[arch]["smem_block"], blocks_per_sm=bps, fits=bps > 0,
                                          spills=spills, source_hash=source_hash(launch.kernel), **meta))
                 log(f"preset {preset:>3} {dtype} A={adim} E={n_envs}: {len(first)} distinct launches, "

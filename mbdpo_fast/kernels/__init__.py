@@ -4,13 +4,14 @@
                        a program's rows), and its one-layer kernel
     two_hot_head.py    a reward/Q output layer fused with the two-hot decode, likewise
     rollout.py         the planner's imagined returns and policy rollouts, one launch per layer
-    rollout_values.py  with fused_rollout=true: the imagined returns of one denoising step in one
-                       kernel (policy prior, H steps of reward / energy / dynamics / termination,
-                       final policy sample and two Q heads per candidate row)
+    rollout_values.py  with fused_rollout=true: the imagined returns of one denoising step in
+                       3H + 3 kernels, each a whole head group on every candidate row (policy
+                       prior, reward + energy, dynamics + termination per horizon step; final
+                       policy sample; two Q heads)
     elite_score.py     return weighting + score update + the next step's candidates (Philox)
 
 The references: planner.TorchRollouts (rollouts) and diffusion.py (elites, score). A denoising
-step is 52 Triton launches per layer, 2 with fused_rollout (tests/test_kernel_launches.py).
+step is 52 Triton launches per layer, 13 with fused_rollout at H = 3 (tests/test_kernel_launches.py).
 `kernels=triton` in the config selects them for the planner; `resolve_backend` decides where
 they can run: on CUDA devices, or anywhere under TRITON_INTERPRET=1 (the CPU tests). Elsewhere
 the planner keeps the PyTorch path and says so once.

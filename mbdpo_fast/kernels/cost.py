@@ -39,8 +39,10 @@ def launch_cost(launch) -> Cost:
     if launch.kernel == "_two_hot_value_kernel":
         M, K, NB = v["M"], c["K"], c["NB"]
         return Cost(2.0 * M * K * NB, float(NB * K * size["w_ptr"] + 2 * NB * 4 + M * K * size["h_ptr"] + M * 4))
-    if launch.kernel == "_rollout_values_kernel":
-        return _rollout_cost(c, v["E"], size)
+    if launch.kernel == "_policy_kernel":
+        return _policy_cost(c, v, size)
+    if launch.kernel == "_heads_kernel":
+        return _heads_cost(c, v, size)
     if launch.kernel == "_elite_score_kernel":
         E = launch.grid[0]
         N, D = c["N"], c["D"]
@@ -51,34 +53,52 @@ def launch_cost(launch) -> Cost:
     raise KeyError(f"no cost model for {launch.kernel}")
 
 
-def policy_rows(E: int, N: int, P: int, block_m: int) -> int:
-    """Rows the rollout kernel runs the policy prior on: whole row blocks holding a policy row."""
-    blocks = {b for e in range(E) for b in range((e * N) // block_m, (e * N + P - 1) // block_m + 1)} if P else set()
-    return len(blocks) * block_m
+def _layers_cost(layers, act: int, block_h: int) -> tuple[float, float]:
+    """(FLOPs, scratch bytes) of (rows, K, N_out, LayerNorm) layers run in a rollout kernel: each
+    output written and read back once in the activation dtype, a wide row's pre-norm values once
+    more in fp32 (the LayerNorm's two passes)."""
+    flops = sum(2.0 * rows * k * n for rows, k, n, _ in layers)
+    scratch = sum(rows * n * (2 * act + (8 if ln and n > block_h else 0)) for rows, _, n, ln in layers)
+    return flops, float(scratch)
 
 
-def _rollout_cost(c: dict, E: int, size: dict) -> Cost:
-    L, M1, A, NB, H, N, P = c["L"], c["M1"], c["A"], c["NB"], c["H"], c["N"], c["P"]
-    R, R_pi = E * N, policy_rows(E, N, P, c["BLOCK_M"])
-    layers = []  # (rows, K, N_out, LayerNorm)
-    for t in range(H):  # the first step's first layers skip the latent's columns (in the biases)
-        k_in = A if t == 0 else L + A
-        for out in (NB, 1, L):  # reward, energy, dynamics
+def _policy_cost(c: dict, v: dict, size: dict) -> Cost:
+    """kernels/rollout_values._policy_kernel: the policy on `rows` rows (its first layer skips the
+    latent's k_start columns: at the first horizon step it is the per-environment bias)."""
+    L, M1, A, rows = c["L"], c["M1"], c["A"], v["rows"]
+    k_in = L - v["k_start"]
+    flops, scratch = _layers_cost([(rows, k_in, M1, True), (rows, M1, M1, True), (rows, M1, 2 * A, False)],
+                                  size["act_ptr"], c["BLOCK_H"])
+    weights = (k_in * M1 + M1 * M1 + 2 * A * M1) * size["p_w1"]
+    envs = rows // c["R"]
+    io = rows * (k_in * size["za_ptr"] + A * size["eps_ptr"] + A * size["out_ptr"]) + envs * M1 * 4  # + the biases
+    return Cost(flops, float(weights + io + scratch))
+
+
+def _heads_cost(c: dict, v: dict, size: dict) -> Cost:
+    """kernels/rollout_values._heads_kernel: the head groups its flags select, on E x N rows (the
+    first layers on [z, a] skip the latent's columns at the first horizon step)."""
+    L, M1, A, NB, R = c["L"], c["M1"], c["A"], c["NB"], v["E"] * c["N"]
+    k_in = L + A - (L if v["t"] == 0 else 0)
+    act = size["act_ptr"]
+    layers, weights, io = [], 0, 0
+    heads = [(NB, c["REWARD"]), (1, c["ENERGY"]), (L, c["DYNAMICS"]), (NB, c["Q"] > 0)]
+    for out, on in heads:
+        if on:
             layers += [(R, k_in, M1, True), (R, M1, M1, True), (R, M1, out, out == L)]
-        layers += [(R_pi, 0 if t == 0 else L, M1, True), (R_pi, M1, M1, True), (R_pi, M1, 2 * A, False)]
+            weights += k_in * M1 + M1 * M1 + out * M1
+            io += R * k_in * size["za_in"] + v["E"] * M1 * 4  # its input rows and per-environment biases
+    if c["DYNAMICS"]:
+        io += R * L * size["za_out"]
         if c["EPISODIC"]:
             layers += [(R, L, M1, True), (R, M1, M1, True), (R, M1, 1, False)]
-    layers += [(R, L, M1, True), (R, M1, M1, True), (R, M1, 2 * A, False)]  # final policy sample
-    layers += 2 * [(R, L + A, M1, True), (R, M1, M1, True), (R, M1, NB, False)]  # two Q heads
-    flops = sum(2.0 * rows * k * n for rows, k, n, _ in layers)
-    act = size["act_ptr"]
-    scratch = sum(rows * n * (2 * act + (8 if ln and n > c["BLOCK_H"] else 0)) for rows, _, n, ln in layers)
-    # weights read (biases and norms left out): dynamics, reward, energy, two Q heads on [z, a], the
-    # policy (and termination) on z; first layers over L + A columns (the task's part is in the biases)
-    weights = 5 * (L + A) * M1 + L * M1 + 6 * M1 * M1 + M1 * (L + NB + 1 + 2 * A + 2 * NB)
-    if c["EPISODIC"]:
-        weights += L * M1 + M1 * M1 + M1
-    io = R * H * A * 4 * 2 + (E * P * H * A + R * A) * size["eps_val_ptr"] + R * 4  # candidates, noise, values
+            weights += L * M1 + M1 * M1 + M1
+            io += R * (L * size["za_out"] + 8)  # z_{t+1} read back, the survival mask
+    if c["GATHER"]:
+        io += R * A * (2 * 4 + size["za_in"])  # the candidates read and masked in place, a_t staged
+    if c["REWARD"] or c["ENERGY"] or c["Q"]:
+        io += R * 8  # G (or the first Q head's value) read and written
+    flops, scratch = _layers_cost(layers, act, c["BLOCK_H"])
     return Cost(flops, float(weights * size["d_w1"] + io + scratch))
 
 

@@ -40,11 +40,14 @@ class Launch:
     signature: tuple  # ((name, Triton type: "*fp32", "*bf16", "i32", "fp32", "constexpr"), ...)
     divisible: tuple = ()  # names of the arguments specialised as divisible by 16 (pointers, strides)
     scalars: tuple = ()  # ((name, value), ...) of the integer and float arguments (sizes, strides)
+    maxnreg: int | None = None  # the launch's register limit per thread (None: ptxas chooses)
 
     def key(self) -> tuple:
-        """What decides the compiled binary: kernel, constexprs, warps, stages, argument types and
-        the runtime specialisation (an integer equal to 1 becomes a constant, multiples of 16 are marked)."""
-        return self.kernel, self.constexprs, self.num_warps, self.num_stages, self.signature, self.divisible
+        """What decides the compiled binary: kernel, constexprs, warps, stages, argument types, the
+        runtime specialisation (an integer equal to 1 becomes a constant, multiples of 16 are
+        marked) and the register limit."""
+        key = self.kernel, self.constexprs, self.num_warps, self.num_stages, self.signature, self.divisible
+        return key if self.maxnreg is None else (*key, self.maxnreg)
 
 
 @dataclass
@@ -81,7 +84,7 @@ class _Recorder:
         self.params = list(jit_fn.params)
 
     def __getitem__(self, grid):
-        def launch(*args, num_warps: int = 4, num_stages: int = 3, **kwargs):
+        def launch(*args, num_warps: int = 4, num_stages: int = 3, maxnreg: int | None = None, **kwargs):
             bound = dict(zip([p.name for p in self.params], args))
             bound.update(kwargs)
             consts, sig, divisible = [], [], []
@@ -99,7 +102,7 @@ class _Recorder:
                 elif attr == "D":
                     divisible.append(p.name)
             self.rec.triton.append(Launch(self.fn.__name__, tuple(grid), tuple(consts), num_warps, num_stages,
-                                          tuple(sig), tuple(divisible), scalars))
+                                          tuple(sig), tuple(divisible), scalars, maxnreg))
         return launch
 
 
@@ -113,12 +116,13 @@ def _specialize(value, specialize: bool, align: bool) -> tuple:
     return native_specialize_impl(BaseBackend, value, False, specialize, align)[:2]
 
 
-def kernel_functions() -> dict:
-    """{module: attribute name} of every Triton kernel the package launches."""
+def kernel_functions() -> list[tuple]:
+    """(module, attribute name) of every Triton kernel the package launches."""
     from . import elite_score, fused_linear, rollout_values, two_hot_head
 
-    return {fused_linear: "_fused_linear_kernel", two_hot_head: "_two_hot_value_kernel",
-            rollout_values: "_rollout_values_kernel", elite_score: "_elite_score_kernel"}
+    return [(fused_linear, "_fused_linear_kernel"), (two_hot_head, "_two_hot_value_kernel"),
+            (rollout_values, "_policy_kernel"), (rollout_values, "_heads_kernel"),
+            (elite_score, "_elite_score_kernel")]
 
 
 @contextlib.contextmanager
@@ -129,7 +133,7 @@ def record_launches():
 
     rec = Recording()
     saved = {}
-    for module, name in kernel_functions().items():
+    for module, name in kernel_functions():
         saved[module, name] = getattr(module, name)
         setattr(module, name, _Recorder(_jit_of(saved[module, name]), rec))
     saved_resolve = kpkg.resolve_backend
