@@ -4,6 +4,7 @@ worker processes.
 
     python benchmarks/env_rate.py --tasks cheetah-run walker-run humanoid-run --envs 256 1024 4096 16384
     python benchmarks/env_rate.py --cpu-suites --workers 1 2 8        # AsyncVecEnv (dm_control)
+    python benchmarks/env_rate.py --pixels --workers 1 2 8             # the same, rendering 64x64 RGB (obs=rgb)
     python benchmarks/env_rate.py --quick                             # one small size (under a minute on a CPU)
 
 Baselines (both reported; the bridge is compared with the faster one): a Python loop calling the
@@ -12,7 +13,9 @@ Every rate is env-steps/s = agent steps x E / seconds, after a warm-up that incl
 (compile seconds are reported separately). Rows go to --csv (default runs/benchmarks/env_rate.csv)
 with the device's name, date and commit. On a machine without a GPU it runs small sizes on the CPU
 and says so in every row; --quick on a CPU times the CPU suite workers (MJX compiles for about a
-minute per shape there).
+minute per shape there). --pixels times the CPU workers rendering every agent step (obs=rgb: one
+64x64 RGB frame per step through headless OpenGL, 3 stacked); its rate is frames/s, and it also
+writes a PNG of the rates against the worker count.
 """
 from __future__ import annotations
 
@@ -92,10 +95,10 @@ def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) ->
             "scan_compile_s": round(scan_compile_s, 1), "impl": impl}
 
 
-def bench_cpu_suite(task: str, workers: int, steps: int) -> dict:
+def bench_cpu_suite(task: str, workers: int, steps: int, pixels: bool = False) -> dict:
     from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
 
-    env = AsyncVecEnv(task, workers, seed=0)
+    env = AsyncVecEnv(task, workers, seed=0, pixels=pixels)
     env.reset()
     for _ in range(5):
         env.step(torch.rand(workers, env.action_dim) * 2 - 1)
@@ -104,35 +107,68 @@ def bench_cpu_suite(task: str, workers: int, steps: int) -> dict:
         env.step(torch.rand(workers, env.action_dim) * 2 - 1)
     rate = steps * workers / (time.perf_counter() - t)
     env.close()
-    return {"task": task, "workers": workers, "steps": steps, "agent_steps_per_s": round(rate, 1),
-            "cpus": os.cpu_count()}
+    row = {"task": task, "workers": workers, "steps": steps, "agent_steps_per_s": round(rate, 1), "cpus": os.cpu_count()}
+    if pixels:  # one rendered frame per agent step
+        row.update(frames_per_s=round(rate, 1), gl=os.environ.get("MUJOCO_GL", ""))
+    return row
+
+
+def plot_pixels(rows: list[dict], png: Path) -> None:
+    """Frames/s against workers, one line per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for task in dict.fromkeys(r["task"] for r in rows):
+        pts = [(r["workers"], r["frames_per_s"]) for r in rows if r["task"] == task and "frames_per_s" in r]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=task)
+    ax.set_xlabel("worker processes")
+    ax.set_ylabel("rendered agent steps / s (64x64 RGB)")
+    meta = rows[0] if rows else {}
+    ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus', '?')} CPUs, MUJOCO_GL={meta.get('gl', '?')}", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
 
 
 def main() -> None:
-    ap = benchmark_parser("env_rate", __doc__)
+    ap = benchmark_parser("env_rate", __doc__, png=True)
     ap.add_argument("--tasks", nargs="+", default=None, help="default: cheetah-run walker-run humanoid-run")
     ap.add_argument("--envs", nargs="+", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--impl", default="jax", choices=["jax", "warp"])
     ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
     ap.add_argument("--workers", nargs="+", type=int, default=None, help="default: 1 2 8")
+    ap.add_argument("--pixels", action="store_true", help="CPU workers rendering 64x64 RGB frames (obs=rgb)")
     args = ap.parse_args()
     device = check_device(args.device, args.dry_run)
-    csv_path, _ = outputs(args)
+    csv_path, png_path = outputs(args)
     from mbdpo_fast.task_registry import names, suggest
 
     for t in args.tasks or []:
         if t not in names():
             fail(f"unknown task {t!r}.{suggest(t, names())}", "the names are in mbdpo_fast/task_registry.py")
     gpu = device.type == "cuda"
-    cpu_suites = args.cpu_suites or (args.quick and not gpu)
-    tasks = args.tasks or (["cheetah-run"] if args.quick else ["cheetah-run", "walker-run", "humanoid-run"])
+    cpu_suites = args.cpu_suites or args.pixels or (args.quick and not gpu)
+    if args.pixels:
+        from mbdpo_fast.task_registry import PIXEL_CAMERAS
+
+        for t in args.tasks or []:
+            if t not in PIXEL_CAMERAS:
+                fail(f"{t} has no pixel observations", f"the pixel tasks: {', '.join(sorted(PIXEL_CAMERAS))}")
+    tasks = args.tasks or (["cheetah-run"] if args.quick else
+                           ["cheetah-run", "walker-walk"] if args.pixels else ["cheetah-run", "walker-run", "humanoid-run"])
     meta = stamp(device)
     if cpu_suites:
         workers = args.workers or ([1, 2] if args.quick else [1, 2, 8])
         steps = args.steps or (100 if args.quick else 500)
-        plan = [f"CPU suites in worker processes: {', '.join(tasks)} at {workers} workers, {steps} steps each"]
-        seconds = sum(5 + steps * 0.004 * 2 for _ in tasks for _ in workers)  # ~2-4 ms per dm_control step
+        plan = [f"CPU suites in worker processes{' rendering 64x64 RGB' if args.pixels else ''}: "
+                f"{', '.join(tasks)} at {workers} workers, {steps} steps each"]
+        per_step = 0.08 if args.pixels else 0.008  # ~2-4 ms per dm_control step; 34-80 ms per rendered frame
+        seconds = sum(5 + steps * per_step for _ in tasks for _ in workers)
     else:
         envs = args.envs or ([1024] if args.quick and gpu else [256, 1024, 4096, 16384] if gpu else [16, 64])
         steps = args.steps or (200 if gpu else 20)
@@ -147,7 +183,7 @@ def main() -> None:
         for n in (workers if cpu_suites else envs):
             try:
                 if cpu_suites:
-                    row = {**meta, **bench_cpu_suite(task, n, steps), "note": ""}
+                    row = {**meta, **bench_cpu_suite(task, n, steps, args.pixels), "note": ""}
                 else:
                     row = {**meta, **bench_mjx(task, n, steps, device, args.impl),
                            "sizes": "full (GPU)" if gpu else "small (CPU smoke run, not a GPU measurement)", "note": ""}
@@ -156,6 +192,9 @@ def main() -> None:
             print(" | ".join(f"{k}={v}" for k, v in row.items() if v != ""), flush=True)
             rows.append(row)
     write_csv(csv_path, rows)
+    if args.pixels and png_path is not None:
+        plot_pixels(rows, png_path)
+        print(f"wrote {png_path}")
 
 
 if __name__ == "__main__":

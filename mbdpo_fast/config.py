@@ -10,6 +10,7 @@ planner, agent, environments and trainers read (and cannot change).
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,8 @@ class Config:
     log_every: int = -1  # vector steps (updates, offline) between train rows, the loop's only regular host
     #   syncs; -1: one episode at num_envs=1 (a row per episode, the paper's log), else 50
     dmc_eval: bool = True  # mjx backend: also evaluate on dm_control's own task (CPU workers)
+    obs: str = "state"  # state | rgb: learn from 64x64 RGB frames (3 stacked; the 10 tasks of
+    #   task_registry.PIXEL_CAMERAS, dm_control rendered on CPU through headless OpenGL)
 
     # --- training schedule ---------------------------------------------------------------------
     steps: int = 1_000_000  # agent (environment) steps, summed over envs
@@ -152,7 +155,7 @@ class Config:
     bf16_plan: bool = False  # bf16 autocast in the planner (matmuls in bf16, accumulation in fp32)
     bf16_update: bool = False  # bf16 autocast in the update's forward passes
     kernels: str = "torch"  # planner hot path: torch (reference) | triton (fused kernels, CUDA or TRITON_INTERPRET=1)
-    fused_rollout: bool = False  # kernels=triton: a denoising step's whole rollout in one kernel (2 launches per step)
+    fused_rollout: bool = False  # kernels=triton: a denoising step's rollout as a few head-group kernels (3H + 3 launches)
 
     # --- multi-task, offline pretraining, fine-tuning ------------------------------------------
     tasks: list[str] = field(default_factory=list)  # multi-task list (set names mt30/mt80 expand); [] with
@@ -172,6 +175,7 @@ class Config:
 
     # --- derived (filled by `resolve`; do not set) --------------------------------------------
     obs_dim: int = -1
+    obs_shape: list[int] = field(default_factory=list)  # [obs_dim], or [3 x frames, H, W] with obs=rgb
     action_dim: int = -1
     discount: float = -1.0
     multitask: bool = False
@@ -309,6 +313,11 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
                 cfg[key] = value
         cfg.obs_dim = int(obs_dim)
         cfg.action_dim = int(action_dim)
+        if cfg.obs == "rgb":
+            cfg.obs_shape = list(task_registry.pixel_shape())
+            cfg.obs_dim = int(math.prod(cfg.obs_shape))
+        else:
+            cfg.obs_shape = [cfg.obs_dim]
         if cfg.action_repeat < 0:
             cfg.action_repeat = int(action_repeat) if action_repeat is not None else 2
         if cfg.episode_length < 0:
@@ -320,6 +329,14 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
         if not cfg.multitask:
             cfg.obs_dims, cfg.action_dims = [cfg.obs_dim], [cfg.action_dim]
             cfg.episode_lengths, cfg.action_repeats = [cfg.episode_length], [cfg.action_repeat]
+    _require(cfg.obs in ("state", "rgb"), f"obs={cfg.obs!r}: use state or rgb")
+    if cfg.obs == "rgb":
+        _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
+                 f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")
+        _require(cfg.env_backend == "dmc", "obs=rgb renders dm_control on CPU workers: use env_backend=dmc")
+        _require(cfg.latent_dim == 512, f"obs=rgb: the image encoder gives 512 features, latent_dim is "
+                                        f"{cfg.latent_dim} (set latent_dim=512, as model_size=5 does)")
+        _require(not cfg.save_dataset, "save_dataset=true writes state datasets; it does not take obs=rgb")
     _require(cfg.latent_dim % cfg.simnorm_dim == 0,
              f"latent_dim={cfg.latent_dim} must be a multiple of simnorm_dim={cfg.simnorm_dim}")
     _require(cfg.num_q >= 2, f"num_q={cfg.num_q}: the value estimate needs at least 2 Q heads")

@@ -20,7 +20,8 @@ class GraphedAct:
         if dev.type != "cuda":
             raise RuntimeError("cudagraphs=true needs a CUDA device")
         cfg = agent.cfg
-        self.obs = torch.zeros(num_envs, cfg.obs_dim, device=dev)
+        pixels = cfg.get("obs", "state") == "rgb"
+        self.obs = torch.zeros(num_envs, *cfg.obs_shape, device=dev, dtype=torch.uint8 if pixels else torch.float32)
         self.plan = torch.zeros(num_envs, cfg.horizon, cfg.action_dim, device=dev)
         self.first = torch.zeros(num_envs, dtype=torch.bool, device=dev)
         self.task = task

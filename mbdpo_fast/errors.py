@@ -35,6 +35,10 @@ class TrainingDivergedError(UserError, RuntimeError):
     """A loss became NaN/inf; training stops without overwriting the last good checkpoint."""
 
 
+class RenderingError(UserError, RuntimeError):
+    """Pixel observations asked for where no headless OpenGL backend renders."""
+
+
 class WorkerError(RuntimeError):
     """A CPU-suite worker process failed to start or died; the message carries its traceback (not a
     UserError: a worker's failure keeps its traceback)."""

@@ -93,3 +93,71 @@ class EnsembleMLP(nn.Module):
                 h = F.layer_norm(h, h.shape[-1:]) * gs[i].unsqueeze(1) + betas[i].unsqueeze(1)
                 h = F.mish(h)
         return h.reshape(n, *lead, h.shape[-1])
+
+
+class RandomShift(nn.Module):
+    """Random-shift augmentation of images [B, C, H, W] (square): pad each side by `pad` pixels
+    repeating the border, then resample the original size at an integer offset drawn uniformly
+    from [0, 2 pad] in each axis, per image (grid_sample at pixel centres, so the result is an
+    exact crop of the padded image). Applied in training and acting alike. `generator` makes the
+    draw reproducible."""
+
+    def __init__(self, pad: int = 3):
+        super().__init__()
+        self.pad = int(pad)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.pad == 0:
+            return x
+        n, _, h, w = x.shape
+        if h != w:
+            raise ValueError(f"RandomShift needs square images, got {h}x{w}")
+        size = h + 2 * self.pad
+        x = F.pad(x, (self.pad,) * 4, mode="replicate")
+        # normalised coordinates of the first h pixel centres of the padded image (align_corners=False)
+        eps = 1.0 / size
+        base = torch.linspace(-1.0 + eps, 1.0 - eps, size, device=x.device, dtype=x.dtype)[:h]
+        grid = torch.stack(torch.meshgrid(base, base, indexing="xy"), dim=-1)  # [h, w, (x, y)]
+        # drawn on the images' device (a CUDA graph can capture it) unless a generator says where
+        where = generator.device if generator is not None else x.device
+        shift = torch.randint(0, 2 * self.pad + 1, (n, 1, 1, 2), device=where, generator=generator)
+        grid = grid.unsqueeze(0) + shift.to(x.device, x.dtype) * (2.0 / size)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}"
+
+
+class PixelEncoder(nn.Module):
+    """TD-MPC2's image encoder: uint8 frames [B, C, 64, 64] (a stack of RGB frames, C = 3 x
+    frames) -> random shift -> x / 255 - 0.5 -> Conv 7/2, 5/2, 3/2, 3/1 (ReLU between) ->
+    flatten [B, channels x 4 x 4] -> `out_act` (SimNorm). channels = 32 gives 512 features."""
+
+    def __init__(self, in_channels: int, channels: int = 32, pad: int = 3, out_act: nn.Module | None = None,
+                 size: int = 64):
+        super().__init__()
+        self.shift = RandomShift(pad)
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 7, stride=2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 5, stride=2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1))
+        self.out_act = out_act if out_act is not None else nn.Identity()
+        self.in_shape = (in_channels, size, size)
+        self.out_dim = channels * self.conv_side(size) ** 2
+
+    @staticmethod
+    def conv_side(size: int) -> int:
+        """The side of the last feature map for `size` x `size` inputs (64 -> 29 -> 13 -> 6 -> 4)."""
+        for k, s in ((7, 2), (5, 2), (3, 2), (3, 1)):
+            size = (size - k) // s + 1
+        return size
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """obs [..., C, H, W] uint8 (or float in 0..255) -> [..., out_dim]."""
+        lead = obs.shape[:-3]
+        if tuple(obs.shape[-3:]) != self.in_shape:
+            raise ValueError(f"pixel observations of shape {tuple(obs.shape[-3:])}, the encoder takes {self.in_shape}")
+        x = obs.reshape(-1, *self.in_shape).float()
+        x = self.shift(x, generator) / 255.0 - 0.5
+        return self.out_act(self.convs(x).flatten(1)).reshape(*lead, self.out_dim)

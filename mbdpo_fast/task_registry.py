@@ -156,6 +156,18 @@ MT30 = (
 MT80 = MT30 + tuple(f"mw-{n}" for n in METAWORLD)
 TASK_SETS: dict[str, tuple[str, ...]] = {"mt30": MT30, "mt80": MT80}
 
+# Learning from pixels (obs=rgb): the paper's 10 DMControl tasks -> the camera TD-MPC2 renders them
+# from (quadruped 2, the others 0); frames of PIXEL_SIZE x PIXEL_SIZE RGB, the last PIXEL_FRAMES stacked.
+PIXEL_CAMERAS: dict[str, int] = {
+    "acrobot-swingup": 0, "cheetah-run": 0, "finger-spin": 0, "finger-turn-easy": 0, "finger-turn-hard": 0,
+    "quadruped-walk": 2, "reacher-easy": 0, "reacher-hard": 0, "walker-run": 0, "walker-walk": 0}
+PIXEL_SIZE, PIXEL_FRAMES = 64, 3
+
+
+def pixel_shape() -> tuple[int, int, int]:
+    """The stacked pixel observation [3 x frames, size, size] (uint8)."""
+    return 3 * PIXEL_FRAMES, PIXEL_SIZE, PIXEL_SIZE
+
 
 def suggest(name: str, known) -> str:
     """' Did you mean X?' for a misspelt name, or ''."""

@@ -15,7 +15,7 @@ import torch.utils.checkpoint
 from . import functional as fn
 from .config import RunSpec
 from .kernels.interface import RolloutNets
-from .layers import EnsembleMLP, SimNorm, mlp
+from .layers import EnsembleMLP, PixelEncoder, SimNorm, mlp
 
 
 class WorldModel(nn.Module):
@@ -52,7 +52,11 @@ class WorldModel(nn.Module):
 
         hidden = [M, M]
         enc_hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
-        self.encoder = mlp(cfg.obs_dim + td, enc_hidden, L, out_act=SimNorm(cfg.simnorm_dim))
+        self.pixels = cfg.get("obs", "state") == "rgb"
+        if self.pixels:  # TD-MPC2's image encoder: random shift, 4 convolutions, 512 features (= L)
+            self.encoder = PixelEncoder(cfg.obs_shape[0], out_act=SimNorm(cfg.simnorm_dim), size=cfg.obs_shape[-1])
+        else:
+            self.encoder = mlp(cfg.obs_dim + td, enc_hidden, L, out_act=SimNorm(cfg.simnorm_dim))
         self.dynamics = mlp(L + A + td, hidden, L, out_act=SimNorm(cfg.simnorm_dim))
         self.reward_head = mlp(L + A + td, hidden, cfg.num_bins)
         self.energy_head = mlp(L + A + td, hidden, 1)

@@ -122,3 +122,18 @@ def test_env_rate_quick_on_cpu(tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert [(r["task"], r["workers"]) for r in rows] == [("cheetah-run", "1"), ("cheetah-run", "2")]
     assert all(float(r["agent_steps_per_s"]) > 0 for r in rows)
+
+
+def test_env_rate_pixels_on_cpu(tmp_path):
+    """--pixels: CPU workers rendering 64x64 RGB frames (obs=rgb) through headless OpenGL; rows
+    carry frames/s and the GL backend, and the PNG is written; a task without pixels is refused."""
+    out = tmp_path / "p.csv"
+    proc = bench("env_rate.py", ["--pixels", "--tasks", "cheetah-run", "--workers", "1", "--steps", "5",
+                                 "--csv", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    assert [(r["task"], r["workers"]) for r in rows] == [("cheetah-run", "1")] and rows[0]["note"] == ""
+    assert float(rows[0]["frames_per_s"]) > 0 and rows[0]["gl"] in ("egl", "osmesa")
+    assert out.with_suffix(".png").stat().st_size > 1000
+    proc = bench("env_rate.py", ["--pixels", "--tasks", "hopper-hop", "--csv", str(out)], timeout=120)
+    assert proc.returncode == 2 and "hopper-hop has no pixel observations" in proc.stderr

@@ -69,7 +69,8 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
         from .cpu.vector import AsyncVecEnv
 
         env = AsyncVecEnv(task, num_envs, seed=seed, action_repeat=repeat, episode_length=length,
-                          device=resolve_device(cfg.device), asynchronous=num_envs > 1)
+                          device=resolve_device(cfg.device), asynchronous=num_envs > 1,
+                          pixels=cfg.get("obs", "state") == "rgb")
     else:
         raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites) or mjx")
     if multitask:

@@ -36,6 +36,7 @@ from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
 from ..data.replay import ReplayBuffer
 from ..envs import trains_every_task
+from ..task_registry import PIXEL_FRAMES
 from .common import (EvalProgress, check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar,
                      raise_if_diverged)
 from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
@@ -64,8 +65,10 @@ class OnlineTrainer:
         else:
             self.task_ids = None if self.task_index is None else \
                 torch.full((self.E,), self.task_index, dtype=torch.long, device=self.device)
+        pixels = cfg.get("obs", "state") == "rgb"  # one uint8 frame per slot, in host memory
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, self.E, self.device,
-                                   multitask=cfg.multitask)
+                                   multitask=cfg.multitask, obs_shape=cfg.obs_shape if pixels else None,
+                                   frames=PIXEL_FRAMES if pixels else 1, storage="cpu" if pixels else None)
         with_success = getattr(env, "has_success", False)
         if self.every_task:  # eval.csv: the mean normalised score; eval_tasks.csv: every task's
             self.logger = Logger(cfg, self.work_dir, eval_fields=EVAL_FIELDS)

@@ -101,9 +101,12 @@ class MyoSuiteEnv(_SuiteAdapter):
         return np.asarray(obs, dtype=np.float32)
 
 
-def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None):
+def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None,
+                   pixels: bool = False):
     """Any task by name, in this process, with TD-MPC2's action repeat and time limit (the suite's
-    unless given): TimeLimit(ActionRepeat(adapter, action_repeat), episode_length)."""
+    unless given): TimeLimit(ActionRepeat(adapter, action_repeat), episode_length); pixels (the
+    dm_control tasks of task_registry.PIXEL_CAMERAS): stacked RGB frames rendered after each
+    repeated action, TimeLimit(PixelObservation(ActionRepeat(...)), episode_length)."""
     row = get(task)
     repeat = row.action_repeat if action_repeat is None else int(action_repeat)
     length = row.episode_length if episode_length is None else int(episode_length)
@@ -115,4 +118,12 @@ def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episo
         from .dmcontrol import DMControlEnv
 
         adapter = DMControlEnv(task, seed)
-    return TimeLimit(ActionRepeat(adapter, repeat), length)
+    env = ActionRepeat(adapter, repeat)
+    if pixels:
+        from ...task_registry import PIXEL_CAMERAS, PIXEL_FRAMES, PIXEL_SIZE
+        from .pixels import PixelObservation
+
+        if row.suite != "dmcontrol" or task not in PIXEL_CAMERAS:
+            raise ValueError(f"{task} has no pixel observations (tasks: {sorted(PIXEL_CAMERAS)})")
+        env = PixelObservation(env, PIXEL_SIZE, PIXEL_CAMERAS[task], PIXEL_FRAMES)
+    return TimeLimit(env, length)

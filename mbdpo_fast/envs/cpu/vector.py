@@ -25,11 +25,15 @@ import torch
 class GymTask(gym.Env):
     """A single in-process CPU task (the adapters' reset/step API) as a gymnasium Env for workers."""
 
-    def __init__(self, task: str, seed: int, action_repeat: int | None, episode_length: int | None):
+    def __init__(self, task: str, seed: int, action_repeat: int | None, episode_length: int | None,
+                 pixels: bool = False):
         from .suites import make_suite_env
 
-        self.env = make_suite_env(task, seed, action_repeat, episode_length)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.env.obs_dim,), np.float32)
+        self.env = make_suite_env(task, seed, action_repeat, episode_length, pixels)
+        if pixels:
+            self.observation_space = gym.spaces.Box(0, 255, self.env.obs_shape, np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.env.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.env.action_dim,), np.float32)
 
     def reset(self, *, seed=None, options=None):
@@ -44,16 +48,18 @@ class GymTask(gym.Env):
         return self.env.step(action)
 
 
-def _make(task, seed, action_repeat, episode_length, worker: bool):
+def _make(task, seed, action_repeat, episode_length, worker: bool, pixels: bool = False):
     if worker:  # a worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV); never the trainer's own
         torch.set_num_threads(1)
-    return GymTask(task, seed, action_repeat, episode_length)
+    return GymTask(task, seed, action_repeat, episode_length, pixels)
 
 
 class AsyncVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int | None = None,
                  episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver",
-                 asynchronous: bool = True):
+                 asynchronous: bool = True, pixels: bool = False):
+        """pixels: observations are stacked RGB frames (envs/cpu/pixels.py), uint8 [E, 9, 64, 64]
+        (headless OpenGL chosen here, before any worker starts)."""
         from ...task_registry import get
         from . import single_threaded_children, suite_python
 
@@ -66,8 +72,12 @@ class AsyncVecEnv:
         self.action_repeat = row.action_repeat if action_repeat is None else int(action_repeat)
         self.episode_length = row.episode_length if episode_length is None else int(episode_length)
         self.has_success = suite != "dmcontrol"
+        if pixels:
+            from .pixels import use_headless_gl
+
+            use_headless_gl()
         if suite == "dmcontrol":
-            fns = [partial(_make, task, seed + i, action_repeat, episode_length, asynchronous)
+            fns = [partial(_make, task, seed + i, action_repeat, episode_length, asynchronous, pixels)
                    for i in range(self.num_envs)]
             if asynchronous:
                 with single_threaded_children():
@@ -79,7 +89,10 @@ class AsyncVecEnv:
             from .subprocess_vector import SubprocessVectorEnv
 
             self.vec = SubprocessVectorEnv(task, self.num_envs, seed, suite_python(suite), action_repeat, episode_length)
-        self.obs_dim = int(self.vec.single_observation_space.shape[0])
+        space = self.vec.single_observation_space
+        self.obs_shape = tuple(space.shape)
+        self.obs_dim = int(np.prod(space.shape))
+        self._obs_dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
         self.action_dim = int(self.vec.single_action_space.shape[0])
         self._seed = seed
         self._ret = np.zeros(self.num_envs)
@@ -94,7 +107,7 @@ class AsyncVecEnv:
         obs, _ = self.vec.reset(seed=seed)
         self._ret[:] = 0
         self._len[:] = 0
-        return self._t(obs)
+        return self._t(obs, self._obs_dtype)
 
     def step(self, actions: torch.Tensor):
         if tuple(actions.shape) != (self.num_envs, self.action_dim):
@@ -107,7 +120,7 @@ class AsyncVecEnv:
         if done.any():
             for i in np.flatnonzero(done):
                 terminal[i] = info["final_obs"][i]
-        out = {"terminal_obs": self._t(terminal), "episode_return": self._t(self._ret.copy()),
+        out = {"terminal_obs": self._t(terminal, self._obs_dtype), "episode_return": self._t(self._ret.copy()),
                "episode_length": self._t(self._len.copy(), torch.int64), "done": self._t(done, torch.bool)}
         if self.has_success:
             success = np.asarray(info.get("success", np.zeros(self.num_envs)), dtype=np.float32).copy()
@@ -117,7 +130,8 @@ class AsyncVecEnv:
             out["success"] = self._t(success)
         self._ret[done] = 0
         self._len[done] = 0
-        return self._t(obs), self._t(reward), self._t(terminated, torch.bool), self._t(truncated, torch.bool), out
+        return (self._t(obs, self._obs_dtype), self._t(reward), self._t(terminated, torch.bool),
+                self._t(truncated, torch.bool), out)
 
     @property
     def random_states(self) -> list | None:
