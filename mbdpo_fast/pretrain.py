@@ -105,11 +105,13 @@ def _cuda() -> bool:
 
 @hydra.main(version_base=None, config_path="cfgs", config_name="pretrain")
 def _main(cfg: DictConfig) -> None:
+    import torch.distributed as dist
+
     try:
         hydra_entry(cfg, run)
+        if dist.is_initialized():  # every rank done before any tears the group down (one rank leaving
+            dist.barrier()         # while another still talked to it aborted once in gloo's teardown)
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
 
