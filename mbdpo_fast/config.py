@@ -392,6 +392,11 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     return to_spec(cfg)
 
 
+def uses_pixels(cfg) -> bool:
+    """Whether a run spec learns from stacked RGB frames (obs=rgb) rather than state vectors."""
+    return cfg.get("obs", "state") == "rgb"
+
+
 def resolve_task(cfg: DictConfig) -> RunSpec:
     """resolve() for a single-task run of cfg.task, its dims and suite defaults from the task registry."""
     row = task_registry.get(cfg.task)

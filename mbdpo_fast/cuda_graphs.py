@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import uses_pixels
+
 
 class GraphedAct:
     """agent.act for a fixed number of environments and mode, captured once and replayed."""
@@ -20,8 +22,8 @@ class GraphedAct:
         if dev.type != "cuda":
             raise RuntimeError("cudagraphs=true needs a CUDA device")
         cfg = agent.cfg
-        pixels = cfg.get("obs", "state") == "rgb"
-        self.obs = torch.zeros(num_envs, *cfg.obs_shape, device=dev, dtype=torch.uint8 if pixels else torch.float32)
+        self.obs = torch.zeros(num_envs, *cfg.obs_shape, device=dev,
+                               dtype=torch.uint8 if uses_pixels(cfg) else torch.float32)
         self.plan = torch.zeros(num_envs, cfg.horizon, cfg.action_dim, device=dev)
         self.first = torch.zeros(num_envs, dtype=torch.bool, device=dev)
         self.task = task

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 
 from . import functional as fn
-from .config import RunSpec
+from .config import RunSpec, uses_pixels
 from .kernels.interface import RolloutNets
 from .layers import EnsembleMLP, PixelEncoder, SimNorm, mlp
 
@@ -52,8 +52,7 @@ class WorldModel(nn.Module):
 
         hidden = [M, M]
         enc_hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
-        self.pixels = cfg.get("obs", "state") == "rgb"
-        if self.pixels:  # TD-MPC2's image encoder: random shift, 4 convolutions, 512 features (= L)
+        if uses_pixels(cfg):  # TD-MPC2's image encoder: random shift, 4 convolutions, 512 features (= L)
             self.encoder = PixelEncoder(cfg.obs_shape[0], out_act=SimNorm(cfg.simnorm_dim), size=cfg.obs_shape[-1])
         else:
             self.encoder = mlp(cfg.obs_dim + td, enc_hidden, L, out_act=SimNorm(cfg.simnorm_dim))

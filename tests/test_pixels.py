@@ -138,11 +138,12 @@ PIXEL_SCRIPT = """
 import json, sys
 import numpy as np
 from mbdpo_fast.envs.cpu.dmcontrol import DMControlEnv
-from mbdpo_fast.envs.cpu.pixels import PixelObservation, camera_of
+from mbdpo_fast.envs.cpu.pixels import PixelObservation
+from mbdpo_fast.task_registry import PIXEL_CAMERAS
 from mbdpo_fast.envs.cpu.wrappers import ActionRepeat, TimeLimit
 
 def make(seed):
-    return TimeLimit(PixelObservation(ActionRepeat(DMControlEnv("cheetah-run", seed), 2), camera=camera_of("cheetah-run")), 500)
+    return TimeLimit(PixelObservation(ActionRepeat(DMControlEnv("cheetah-run", seed), 2), camera=PIXEL_CAMERAS["cheetah-run"]), 500)
 
 a, b = make(0), make(0)
 obs = [a.reset()]

@@ -44,7 +44,7 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
     (default cfg.env_backend), with cfg's action repeat / episode length (the suite's where unset).
     A run that trains every task of cfg.tasks (trains_every_task) gets num_envs / T copies of each
     of its T tasks side by side (concat.py)."""
-    from ..config import resolve_device, unset_to_none
+    from ..config import resolve_device, unset_to_none, uses_pixels
     from ..errors import ConfigError
 
     if task is None and trains_every_task(cfg):
@@ -70,7 +70,7 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
 
         env = AsyncVecEnv(task, num_envs, seed=seed, action_repeat=repeat, episode_length=length,
                           device=resolve_device(cfg.device), asynchronous=num_envs > 1,
-                          pixels=cfg.get("obs", "state") == "rgb")
+                          pixels=uses_pixels(cfg))
     else:
         raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites) or mjx")
     if multitask:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunSpec
+from ..config import RunSpec, uses_pixels
 from ..agent import MBDPO
 from ..data.checkpoint import CHECKPOINT_NAME, load_run, save_run
 from ..data.export import export_training_replay
@@ -65,7 +65,7 @@ class OnlineTrainer:
         else:
             self.task_ids = None if self.task_index is None else \
                 torch.full((self.E,), self.task_index, dtype=torch.long, device=self.device)
-        pixels = cfg.get("obs", "state") == "rgb"  # one uint8 frame per slot, in host memory
+        pixels = uses_pixels(cfg)  # one uint8 frame per slot, in host memory
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon, self.E, self.device,
                                    multitask=cfg.multitask, obs_shape=cfg.obs_shape if pixels else None,
                                    frames=PIXEL_FRAMES if pixels else 1, storage="cpu" if pixels else None)

@@ -17,10 +17,10 @@ from collections import deque
 import numpy as np
 
 from ...errors import RenderingError
-from ...task_registry import PIXEL_CAMERAS
 from .wrappers import _Wrapper
 
 HEADLESS_BACKENDS = ("egl", "osmesa")
+_RENDERS: set = set()  # backends that rendered in this process's probe (training and evaluation envs share it)
 
 _PROBE = """
 import mujoco
@@ -35,11 +35,6 @@ print("ok")
 """
 
 
-def camera_of(task: str) -> int:
-    """The camera a pixel task is rendered from (KeyError for a task without pixels)."""
-    return PIXEL_CAMERAS[task]
-
-
 def headless_gl(environ=None) -> str:
     """The MuJoCo OpenGL backend for rendering without a display: MUJOCO_GL when it names egl or
     osmesa, else the first of them that renders a frame in a child process. RenderingError naming
@@ -49,6 +44,8 @@ def headless_gl(environ=None) -> str:
     candidates = [asked] if asked in HEADLESS_BACKENDS else list(HEADLESS_BACKENDS)
     failed = []
     for backend in candidates:
+        if backend in _RENDERS:
+            return backend
         env = {**environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
         try:
             p = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
@@ -56,6 +53,7 @@ def headless_gl(environ=None) -> str:
             failed.append(f"{backend}: timed out")
             continue
         if p.returncode == 0 and p.stdout.strip().endswith("ok"):
+            _RENDERS.add(backend)
             return backend
         last = (p.stderr.strip().splitlines() or ["no output"])[-1]
         failed.append(f"{backend}: {last[:160]}")
