@@ -5,6 +5,7 @@ worker processes.
     python benchmarks/env_rate.py --tasks cheetah-run walker-run humanoid-run --envs 256 1024 4096 16384
     python benchmarks/env_rate.py --cpu-suites --workers 1 2 8        # AsyncVecEnv (dm_control)
     python benchmarks/env_rate.py --pixels --workers 1 2 8             # the same, rendering 64x64 RGB (obs=rgb)
+    python benchmarks/env_rate.py --pixels --impl warp --envs 256 1024 # MJX (Warp) + MuJoCo Warp's batch renderer
     python benchmarks/env_rate.py --quick                             # one small size (under a minute on a CPU)
 
 Baselines (both reported; the bridge is compared with the faster one): a Python loop calling the
@@ -15,7 +16,9 @@ with the device's name, date and commit. On a machine without a GPU it runs smal
 and says so in every row; --quick on a CPU times the CPU suite workers (MJX compiles for about a
 minute per shape there). --pixels times the CPU workers rendering every agent step (obs=rgb: one
 64x64 RGB frame per step through headless OpenGL, 3 stacked); its rate is frames/s, and it also
-writes a PNG of the rates against the worker count.
+writes a PNG of the rates against the worker count. --pixels --impl warp times MJX environments that
+render every env's frame at once with MuJoCo Warp (bridged and JAX-loop rates, no scan), frames/s
+against E.
 """
 from __future__ import annotations
 
@@ -30,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import announce, benchmark_parser, check_device, error_note, fail, outputs, stamp, write_csv  # noqa: E402
 
 
-def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) -> dict:
+def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str, pixels: bool = False) -> dict:
     import jax
 
     from mbdpo_fast.envs.mjx import make_mjx_env
 
     t0 = time.perf_counter()
-    env = make_mjx_env(task, E, seed=0, device=device, impl=impl)
+    env = make_mjx_env(task, E, seed=0, device=device, impl=impl, pixels=pixels)
     obs = env.reset()
     compile_s = time.perf_counter() - t0
     A = env.action_dim
@@ -72,6 +75,10 @@ def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str) ->
         carry, out = step_fn(carry, a)
     jax.block_until_ready(out)
     loop = steps * E / (time.perf_counter() - t)
+    if pixels:  # one rendered frame per env per agent step
+        return {"task": task, "E": E, "steps": steps, "bridged_steps_per_s": round(bridged),
+                "jax_loop_steps_per_s": round(loop), "frames_per_s": round(bridged),
+                "bridged_over_best_baseline": round(bridged / loop, 3), "compile_s": round(compile_s, 1), "impl": impl}
 
     # 3. one lax.scan over the same steps
     def scanned(carry, key):
@@ -113,8 +120,8 @@ def bench_cpu_suite(task: str, workers: int, steps: int, pixels: bool = False) -
     return row
 
 
-def plot_pixels(rows: list[dict], png: Path) -> None:
-    """Frames/s against workers, one line per task."""
+def plot_pixels(rows: list[dict], png: Path, x: str = "workers") -> None:
+    """Frames/s against workers (CPU) or E (MJX), one line per task."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,13 +129,14 @@ def plot_pixels(rows: list[dict], png: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for task in dict.fromkeys(r["task"] for r in rows):
-        pts = [(r["workers"], r["frames_per_s"]) for r in rows if r["task"] == task and "frames_per_s" in r]
+        pts = [(r[x], r["frames_per_s"]) for r in rows if r["task"] == task and "frames_per_s" in r]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=task)
-    ax.set_xlabel("worker processes")
+    ax.set_xlabel("worker processes" if x == "workers" else "environments E (one render context)")
     ax.set_ylabel("rendered agent steps / s (64x64 RGB)")
     meta = rows[0] if rows else {}
-    ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus', '?')} CPUs, MUJOCO_GL={meta.get('gl', '?')}", fontsize=8)
+    renderer = f"MUJOCO_GL={meta.get('gl', '?')}" if x == "workers" else "MuJoCo Warp"
+    ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus', '?')} CPUs, {renderer}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
@@ -142,7 +150,8 @@ def main() -> None:
     ap.add_argument("--impl", default="jax", choices=["jax", "warp"])
     ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
     ap.add_argument("--workers", nargs="+", type=int, default=None, help="default: 1 2 8")
-    ap.add_argument("--pixels", action="store_true", help="CPU workers rendering 64x64 RGB frames (obs=rgb)")
+    ap.add_argument("--pixels", action="store_true", help="render 64x64 RGB frames (obs=rgb): CPU workers, "
+                    "or with --impl warp MJX environments and MuJoCo Warp's batch renderer")
     args = ap.parse_args()
     device = check_device(args.device, args.dry_run)
     csv_path, png_path = outputs(args)
@@ -152,13 +161,16 @@ def main() -> None:
         if t not in names():
             fail(f"unknown task {t!r}.{suggest(t, names())}", "the names are in mbdpo_fast/task_registry.py")
     gpu = device.type == "cuda"
-    cpu_suites = args.cpu_suites or args.pixels or (args.quick and not gpu)
+    mjx_pixels = args.pixels and args.impl == "warp"
+    cpu_suites = args.cpu_suites or (args.pixels and not mjx_pixels) or (args.quick and not gpu)
     if args.pixels:
         from mbdpo_fast.task_registry import PIXEL_CAMERAS
 
         for t in args.tasks or []:
             if t not in PIXEL_CAMERAS:
                 fail(f"{t} has no pixel observations", f"the pixel tasks: {', '.join(sorted(PIXEL_CAMERAS))}")
+            if mjx_pixels and t not in names(mjx=True):
+                fail(f"{t} has no MJX version", "time it on CPU workers: drop --impl warp")
     tasks = args.tasks or (["cheetah-run"] if args.quick else
                            ["cheetah-run", "walker-walk"] if args.pixels else ["cheetah-run", "walker-run", "humanoid-run"])
     meta = stamp(device)
@@ -172,7 +184,8 @@ def main() -> None:
     else:
         envs = args.envs or ([1024] if args.quick and gpu else [256, 1024, 4096, 16384] if gpu else [16, 64])
         steps = args.steps or (200 if gpu else 20)
-        plan = [f"MJX ({args.impl}) {', '.join(tasks)} at E={envs}, {steps} steps: bridged, JAX loop, lax.scan"
+        plan = [f"MJX ({args.impl}) {', '.join(tasks)} at E={envs}, {steps} steps: bridged, JAX loop"
+                + (", rendering 64x64 RGB with MuJoCo Warp" if mjx_pixels else ", lax.scan")
                 + ("" if gpu else " (small sizes on CPU: a smoke run, not a GPU measurement)")]
         seconds = sum((40 if gpu else 90) for _ in tasks for _ in envs)  # compile of step and scan dominates
     announce(f"env_rate on {meta['device']}, commit {meta['commit']}", plan, seconds, csv_path)
@@ -185,7 +198,7 @@ def main() -> None:
                 if cpu_suites:
                     row = {**meta, **bench_cpu_suite(task, n, steps, args.pixels), "note": ""}
                 else:
-                    row = {**meta, **bench_mjx(task, n, steps, device, args.impl),
+                    row = {**meta, **bench_mjx(task, n, steps, device, args.impl, mjx_pixels),
                            "sizes": "full (GPU)" if gpu else "small (CPU smoke run, not a GPU measurement)", "note": ""}
             except Exception as e:  # noqa: BLE001  one failure is reported, the others still run
                 row = {**meta, "task": task, ("workers" if cpu_suites else "E"): n, "note": error_note(e)}
@@ -193,7 +206,7 @@ def main() -> None:
             rows.append(row)
     write_csv(csv_path, rows)
     if args.pixels and png_path is not None:
-        plot_pixels(rows, png_path)
+        plot_pixels(rows, png_path, "E" if mjx_pixels else "workers")
         print(f"wrote {png_path}")
 
 

@@ -67,7 +67,8 @@ class Config:
     #   syncs; -1: one episode at num_envs=1 (a row per episode, the paper's log), else 50
     dmc_eval: bool = True  # mjx backend: also evaluate on dm_control's own task (CPU workers)
     obs: str = "state"  # state | rgb: learn from 64x64 RGB frames (3 stacked; the 10 tasks of
-    #   task_registry.PIXEL_CAMERAS, dm_control rendered on CPU through headless OpenGL)
+    #   task_registry.PIXEL_CAMERAS): env_backend=dmc renders dm_control on CPU through headless
+    #   OpenGL; env_backend=mjx impl=warp renders all envs at once with MuJoCo Warp (no quadruped)
 
     # --- training schedule ---------------------------------------------------------------------
     steps: int = 1_000_000  # agent (environment) steps, summed over envs
@@ -333,7 +334,11 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     if cfg.obs == "rgb":
         _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
                  f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")
-        _require(cfg.env_backend == "dmc", "obs=rgb renders dm_control on CPU workers: use env_backend=dmc")
+        _require(cfg.env_backend == "dmc" or cfg.impl == "warp",
+                 "obs=rgb with env_backend=mjx renders with MuJoCo Warp, whose renderer needs the Warp physics: "
+                 "set impl=warp (or env_backend=dmc: dm_control rendered on CPU workers)")
+        _require(cfg.env_backend == "dmc" or cfg.task in task_registry.names(mjx=True),
+                 f"obs=rgb: {cfg.task} has no MJX version (MuJoCo Playground); use env_backend=dmc")
         _require(cfg.latent_dim == 512, f"obs=rgb: the image encoder gives 512 features, latent_dim is "
                                         f"{cfg.latent_dim} (set latent_dim=512, as model_size=5 does)")
         _require(not cfg.save_dataset, "save_dataset=true writes state datasets; it does not take obs=rgb")

@@ -222,7 +222,8 @@ def test_training_from_pixels_end_to_end_and_resume(tmp_path):
 @pytest.mark.parametrize("override,message", [
     (["task=hopper-hop"], "obs=rgb is for one of the pixel tasks"),
     (["latent_dim=128"], "the image encoder gives 512 features"),
-    (["env_backend=mjx"], "use env_backend=dmc"),
+    (["env_backend=mjx"], "set impl=warp"),
+    (["env_backend=mjx", "impl=warp", "task=quadruped-walk"], "quadruped-walk has no MJX version"),
     (["obs=pixels"], "obs='pixels': use state or rgb"),
 ])
 def test_pixel_settings_that_cannot_work_are_refused(tmp_path, override, message):
@@ -239,3 +240,45 @@ def test_a_pixel_setting_that_cannot_work_is_one_error_line(tmp_path):
     p = run_cli("mbdpo_fast.train", PIXEL_RUN + ["task=hopper-hop", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and "obs=rgb is for one of the pixel tasks" in errors[0], p.stderr
+
+
+def test_sites_pixels_need_become_massless_contact_free_geoms():
+    """finger-turn's target and tip are sites, which MuJoCo Warp's renderer does not draw: for
+    obs=rgb on MJX each gets a geom twin (same size and material) and the dynamics stay the same,
+    step for step."""
+    import mujoco
+    import numpy as np
+
+    pytest.importorskip("mujoco_playground")
+    from mbdpo_fast.envs.mjx.tasks import build_task
+
+    plain, shown = build_task("finger-turn-easy").mj_model, build_task("finger-turn-easy", pixels=True).mj_model
+    assert shown.ngeom == plain.ngeom + 2
+    for name in ("target", "tip"):
+        g = shown.geom(f"{name}_visual")
+        assert np.allclose(g.size, plain.site(name).size) and g.contype == 0 and g.conaffinity == 0
+        assert g.bodyid == plain.site(name).bodyid and g.matid == plain.site(name).matid
+    assert plain.site("target").size[0] == 0.07  # easy's radius survives the rebuild
+    assert np.array_equal(plain.body_mass, shown.body_mass) and np.array_equal(plain.body_inertia, shown.body_inertia)
+    a, b = mujoco.MjData(plain), mujoco.MjData(shown)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a.ctrl[:] = b.ctrl[:] = rng.uniform(-1, 1, plain.nu)
+        mujoco.mj_step(plain, a)
+        mujoco.mj_step(shown, b)
+    assert np.array_equal(a.qpos, b.qpos) and np.array_equal(a.qvel, b.qvel)
+
+
+def test_mjx_pixels_without_warp_is_one_clear_error(monkeypatch):
+    """Where warp-lang is missing, obs=rgb on MJX stops before building anything, naming the extra."""
+    pytest.importorskip("mujoco_playground")
+    import mbdpo_fast.envs.mjx.pixels as pixels
+    from mbdpo_fast.envs.mjx import make_mjx_env
+    from mbdpo_fast.errors import ConfigError
+
+    monkeypatch.setattr(pixels, "warp_available", lambda: "warp-lang is not installed; pip install 'mujoco-mjx[warp]'")
+    with pytest.raises(ConfigError, match=r"renders with MuJoCo Warp: warp-lang is not installed; pip install 'mujoco-mjx\[warp\]'"):
+        make_mjx_env("cheetah-run", 2, impl="warp", pixels=True)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="set impl=warp"):
+        make_mjx_env("cheetah-run", 2, impl="jax", pixels=True)

@@ -64,7 +64,7 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
         from .mjx import make_mjx_env
 
         env = make_mjx_env(task, num_envs, seed=seed, action_repeat=repeat or 2, episode_length=length or 500,
-                           impl=cfg.impl, device=resolve_device(cfg.device))
+                           impl=cfg.impl, device=resolve_device(cfg.device), pixels=uses_pixels(cfg))
     elif backend == "dmc":
         from .cpu.vector import AsyncVecEnv
 

@@ -15,8 +15,9 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,
-                 impl: str = "jax", device="cpu"):
-    """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks or a missing stack."""
+                 impl: str = "jax", device="cpu", pixels: bool = False):
+    """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks or a missing stack
+    (pixels: stacked RGB frames from MuJoCo Warp's renderer, envs/mjx/pixels.py)."""
     from ...task_registry import suggest
     from ...errors import ConfigError
 
@@ -36,5 +37,14 @@ def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2
             import warp  # noqa: F401
         except ImportError:
             raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang); impl=jax works everywhere") from None
+    if pixels:
+        from .pixels import warp_available
+
+        why = warp_available()
+        if why is not None:
+            raise ConfigError(f"obs=rgb with env_backend=mjx renders with MuJoCo Warp: {why}")
+        if impl != "warp":
+            raise ConfigError("obs=rgb with env_backend=mjx renders with MuJoCo Warp, whose renderer needs "
+                              "the Warp physics: set impl=warp")
     return MJXVecEnv(task, num_envs, seed=seed, action_repeat=action_repeat, episode_length=episode_length,
-                     impl=impl, device=device)
+                     impl=impl, device=device, pixels=pixels)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from etils import epath
+
 import jax
 import jax.numpy as jp
 import mujoco
@@ -54,6 +56,39 @@ def _replace_model(env: mjx_env.MjxEnv, xml: str) -> None:
     env._mj_model = mujoco.MjModel.from_xml_string(xml, env._model_assets)
     env._mj_model.opt.timestep = env.sim_dt
     env._mjx_model = mjx.put_model(env._mj_model, impl=env._config.impl)
+    env._post_init()
+
+
+# Sites that dm_control draws and a policy from pixels must see: MuJoCo Warp's renderer draws geoms
+# only, so for obs=rgb these sites get a geom twin (show_sites). finger-turn's target and the
+# spinner's tip (finger-spin hides both in dm_control and Playground alike).
+VISIBLE_SITES = {"finger-turn-easy": ("target", "tip"), "finger-turn-hard": ("target", "tip")}
+
+
+def add_site_geoms(spec: mujoco.MjSpec, names) -> None:
+    """Give each named site a geom of the same shape, place, material and colour on the same body,
+    massless and contact-free (contype = conaffinity = 0), so the dynamics do not change."""
+    for name in names:
+        site = spec.site(name)
+        body = site.parent
+        geom = body.add_geom(name=f"{name}_visual", type=site.type, size=site.size, pos=site.pos, quat=site.quat,
+                             material=site.material, rgba=site.rgba, group=0)
+        geom.contype, geom.conaffinity, geom.mass = 0, 0, 0.0
+
+
+def show_sites(env: mjx_env.MjxEnv, names) -> None:
+    """Rebuild a Playground task's model with add_site_geoms (its spec from the task's own XML and
+    assets, with the site sizes the task compiled with) and redo its id lookups."""
+    spec = mujoco.MjSpec.from_string(epath.Path(env._xml_path).read_text(), env._model_assets)
+    for site in spec.sites:  # sizes set by the task's constructor (finger-turn's target radius)
+        if site.name:
+            site.size = env._mj_model.site(site.name).size
+            site.rgba = env._mj_model.site(site.name).rgba
+    add_site_geoms(spec, names)
+    model = spec.compile()
+    model.opt.timestep = env.sim_dt
+    env._mj_model = model
+    env._mjx_model = mjx.put_model(model, impl=env._config.impl)
     env._post_init()
 
 
@@ -249,8 +284,29 @@ def mjx_task_names() -> list[str]:
     return sorted(task_registry.names(mjx=True))
 
 
-def build_task(name: str, impl: str = "jax") -> mjx_env.MjxEnv:
-    """A Playground MjxEnv for a TD-MPC2 task name (KeyError if unknown)."""
+def build_task(name: str, impl: str = "jax", pixels: bool = False) -> mjx_env.MjxEnv:
+    """A Playground MjxEnv for a TD-MPC2 task name (KeyError if unknown); pixels: with the sites that
+    pixel observations need drawn as geoms (VISIBLE_SITES)."""
+    env = _build_task(name, impl)
+    if pixels and name in VISIBLE_SITES:
+        show_sites(env, VISIBLE_SITES[name])
+    if impl == "warp":
+        _quiet_solver_limits(env)
+    return env
+
+
+def _quiet_solver_limits(env: mjx_env.MjxEnv) -> None:
+    """MuJoCo Warp prints a line from every world whose solver stops at its iteration limit, i.e. at
+    nearly every step of Playground's tasks, which cap iterations on purpose (the JAX implementation
+    applies the same caps silently). Those two warnings are switched off; buffer overflows still warn."""
+    from mujoco.mjx.third_party.mujoco_warp._src.types import OverflowType
+
+    opt = env._mjx_model.opt
+    quiet = int(opt._impl.warn_overflow) & ~int(OverflowType.ITERATIONS) & ~int(OverflowType.LS_ITERATIONS)
+    env._mjx_model = env._mjx_model.replace(opt=opt.replace(_impl=opt._impl.replace(warn_overflow=quiet)))
+
+
+def _build_task(name: str, impl: str) -> mjx_env.MjxEnv:
     overrides = {"impl": impl}
     if name in ct.CUSTOM_TASKS:
         return _custom(name, overrides)

@@ -17,31 +17,47 @@ Data cross the boundary without copies: observations leave as JAX buffers viewed
 torch view of an earlier step's output stays valid. A physics blow-up (NaN state, Playground's
 `done`) ends that env's episode as truncated with info["physics_error"] set and a zeroed
 terminal observation; DM Control tasks have no terminal states, so `terminated` stays False.
+
+With pixels=True (obs=rgb; impl=warp) observations are the last 3 RGB frames of the task's
+camera, uint8 [E, 9, 64, 64] (envs/mjx/pixels.py), rendered once per agent step after the action
+repeat, the first frame repeated on reset: the conventions of the CPU workers' PixelObservation.
 """
 from __future__ import annotations
 
+import math
 
 import jax
 import jax.numpy as jp
 import torch
 
+from ... import task_registry
 from .bridge import jax_device_for, to_jax, to_torch
 from .tasks import build_task
 
 
 class MJXVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int = 2,
-                 episode_length: int = 500, impl: str = "jax", device: str | torch.device = "cpu"):
+                 episode_length: int = 500, impl: str = "jax", device: str | torch.device = "cpu",
+                 pixels: bool = False):
         self.task, self.num_envs = task, int(num_envs)
         self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
         self.torch_device = self.device = torch.device(device)
         self.jax_device = jax_device_for(self.torch_device)
-        self.env = build_task(task, impl)
+        self.env = build_task(task, impl, pixels)
         m = self.env.mj_model
         self.action_dim = int(self.env.action_size)
         self._lo = jp.asarray(m.actuator_ctrlrange[:, 0], dtype=jp.float32)
         self._hi = jp.asarray(m.actuator_ctrlrange[:, 1], dtype=jp.float32)
         self.obs_dim = int(self.env.observation_size)
+        self.obs_shape = (self.obs_dim,)
+        self._frames = None
+        if pixels:
+            from .pixels import WarpFrames
+
+            self._frames = WarpFrames(m, self.env.mjx_model, self.num_envs, task_registry.PIXEL_CAMERAS[task],
+                                      task_registry.PIXEL_SIZE, self.jax_device)
+            self.obs_shape = task_registry.pixel_shape()
+            self.obs_dim = math.prod(self.obs_shape)
         self._reset_fn = jax.jit(self._reset_batch, device=self.jax_device)
         self._step_fn = jax.jit(self._step_batch, device=self.jax_device)
         self._key = jax.random.PRNGKey(seed)
@@ -55,7 +71,19 @@ class MJXVecEnv:
         E = self.num_envs
         carry = {"state": state, "t": jp.zeros(E, jp.int32), "ret": jp.zeros(E, jp.float32),
                  "key": jax.random.split(keys[0], E)}
+        if self._frames is not None:
+            carry["stack"] = self._first_stack(state)
         return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), carry)
+
+    def _first_stack(self, state):
+        """uint8 [E, 3 x frames, H, W]: each env's current frame repeated (an episode's first stack)."""
+        return jp.tile(self._frames(state.data), (1, task_registry.PIXEL_FRAMES, 1, 1))
+
+    def _observe(self, state, carry):
+        """The step's observation: the state vector, or the frame stack with the new frame last."""
+        if self._frames is None:
+            return state.obs
+        return jp.concatenate([carry["stack"][:, 3:], self._frames(state.data)], axis=1)
 
     def _step_batch(self, carry, action):
         a = self._lo + (jp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self._hi - self._lo)
@@ -73,23 +101,38 @@ class MJXVecEnv:
         terminated = jp.zeros_like(truncated)
         done = terminated | truncated
         ret = carry["ret"] + reward
-        terminal_obs = jp.where(physics_error[:, None], 0.0, state.obs)
+        obs = self._observe(state, carry)
+
+        def pick(f, s):  # fresh where done; leaves without the batch axis (Warp Data has some) stay
+            if s.ndim == 0 or s.shape[0] != done.shape[0]:
+                return s
+            return jp.where(done.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)
+
+        terminal_obs = jp.where(physics_error.reshape((-1,) + (1,) * (obs.ndim - 1)), 0, obs).astype(obs.dtype)
 
         def reset_done(args):
-            state, keys = args
+            state, keys, obs = args
             split = jax.vmap(jax.random.split)(keys)
             fresh = jax.vmap(self.env.reset)(split[:, 1])
-            pick = lambda f, s: jp.where(done.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)
-            return jax.tree_util.tree_map(pick, fresh, state), jp.where(done[:, None], split[:, 0], keys)
+            # A render context draws all E worlds at once: the fresh states' frames are rendered
+            # for every env and kept where an episode ended.
+            first = fresh.obs if self._frames is None else self._first_stack(fresh)
+            return (jax.tree_util.tree_map(pick, fresh, state), jp.where(done[:, None], split[:, 0], keys),
+                    pick(first, obs))
 
-        state, keys = jax.lax.cond(done.any(), reset_done, lambda args: args, (state, carry["key"]))
+        state, keys, obs = jax.lax.cond(done.any(), reset_done, lambda args: args, (state, carry["key"], obs))
         new_carry = {"state": state, "t": jp.where(done, 0, t), "ret": jp.where(done, 0.0, ret), "key": keys}
+        if self._frames is not None:
+            new_carry["stack"] = obs
         # Same dtypes as the carry that came in, and no weak types (Playground returns some leaves
         # weakly typed: a step's reward, cheetah's reset time), so that the next call hits the
         # compiled step instead of re-tracing.
         new_carry = jax.tree_util.tree_map(lambda new, old: jax.lax.convert_element_type(new, old.dtype),
                                            new_carry, carry)
-        out = {"obs": state.obs, "reward": reward, "terminated": terminated, "truncated": truncated,
+        # Frame stacks leave through the carry only: a second output of the same stack would be a
+        # second buffer (XLA copies values returned twice), E x 36 KB per step.
+        out = {} if self._frames is not None else {"obs": obs}
+        out |= {"reward": reward, "terminated": terminated, "truncated": truncated,
                "done": done, "terminal_obs": terminal_obs, "episode_return": ret, "episode_length": t,
                "physics_error": physics_error}
         return new_carry, out
@@ -101,16 +144,19 @@ class MJXVecEnv:
         carry = self._reset_fn(self._key)
         self._step_fn(carry, to_jax(torch.zeros(self.num_envs, self.action_dim, device=self.torch_device)))
 
+    def _obs_of(self, carry) -> jax.Array:
+        return carry["stack"] if self._frames is not None else carry["state"].obs
+
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start fresh episodes, from PRNGKey(seed) when given, else continuing the key stream."""
         if seed is not None:
             self._key = jax.random.PRNGKey(seed)
         self._key, sub = jax.random.split(self._key)
         self._carry = self._reset_fn(sub)
-        return to_torch(self._carry["state"].obs)
+        return to_torch(self._obs_of(self._carry))
 
     def step(self, actions: torch.Tensor):
-        """actions [E, A] torch float32 on the env's device -> obs [E, D], reward [E],
+        """actions [E, A] torch float32 on the env's device -> obs [E, D] (pixels: uint8 [E, 9, H, W]), reward [E],
         terminated [E] bool, truncated [E] bool, info (torch tensors)."""
         if self._carry is None:
             raise RuntimeError("call reset() before step()")
@@ -119,7 +165,8 @@ class MJXVecEnv:
         self._carry, out = self._step_fn(self._carry, to_jax(actions.to(self.torch_device, torch.float32).contiguous()))
         out = {k: to_torch(v) for k, v in out.items()}
         info = {k: out[k] for k in ("terminal_obs", "episode_return", "episode_length", "done", "physics_error")}
-        return out["obs"], out["reward"], out["terminated"], out["truncated"], info
+        obs = out["obs"] if self._frames is None else to_torch(self._carry["stack"])
+        return obs, out["reward"], out["terminated"], out["truncated"], info
 
     def compiled_counts(self) -> dict[str, int]:
         """Distinct compiled versions of the jitted reset and step ({"reset": 1, "step": 1} after
