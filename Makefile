@@ -33,11 +33,16 @@ train: install
 	echo "$(BIN)/python -m mbdpo_fast.train task=$$task profile=$$profile $(ARGS)"; \
 	$(BIN)/python -m mbdpo_fast.train task=$$task profile=$$profile $(ARGS)
 
+# Test files run side by side in PYTEST_WORKERS processes (pytest-xdist; a file stays in one, so its
+# module fixtures, e.g. a compiled MJX task, are built once); 0 runs them in this process.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: install suites
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not mjx_all"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not mjx_all"
 
 learning-check: install   # paper mode, CPU-sized, 2 tasks x 3 seeds (about 80 minutes on 2 cores)
 	$(BIN)/python benchmarks/learning_check.py $(ARGS)

@@ -12,7 +12,13 @@ import torch
 
 from mbdpo_fast.config import default_config, resolve
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (make test) the workers share the cores: one compute thread each, and the
+# same for the processes the tests start (CLI runs, environment workers).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # Without a GPU the Triton kernels run in Triton's interpreter (read when a kernel module is imported).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
