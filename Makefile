@@ -15,7 +15,7 @@ ARGS ?=
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= disable
 
-.PHONY: install train test test-fast test-extended test-mjx-all learning-check suites venv-metaworld venv-myosuite clean
+.PHONY: install train test test-fast test-extended test-mjx-all learning-check suites venv-metaworld venv-myosuite venv-maniskill venv-maniskill2 clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,12 +55,26 @@ test-mjx-all: install   # construct and step every MJX task (~30 min on a 2-core
 
 # MetaWorld and MyoSuite pin MuJoCo/gymnasium versions that cannot share .venv: each gets its own
 # interpreter, which runs that suite's worker processes (see mbdpo_fast/envs/__init__.py).
-suites: venv-metaworld venv-myosuite
+suites: venv-metaworld venv-myosuite venv-maniskill
 
 venv-metaworld: .venv-metaworld/bin/python
 .venv-metaworld/bin/python:
 	$(PY) -m venv .venv-metaworld
 	.venv-metaworld/bin/python -m pip install -q "metaworld==3.1.1" "mujoco==3.3.0" "gymnasium==1.4.0" "numpy>=2,<3" packaging
+
+# ManiSkill3 on CPU physics (no rendering device needed); its own interpreter like the suites above.
+# On a CUDA machine pass TORCH_SPEC='torch' for the physx_cuda backend's torch.
+venv-maniskill: .venv-maniskill/bin/python
+.venv-maniskill/bin/python:
+	$(PY) -m venv .venv-maniskill
+	.venv-maniskill/bin/python -m pip install -q $(if $(TORCH_SPEC),"$(TORCH_SPEC)") "mani-skill==3.0.1" "sapien==3.0.3" "numpy>=2,<3"
+
+# The paper's ManiSkill2 tasks (LiftCube-v0, ...): needs an NVIDIA Vulkan device to create any
+# environment; use it with MBDPO_MANISKILL_PYTHON=.venv-maniskill2/bin/python.
+venv-maniskill2: .venv-maniskill2/bin/python
+.venv-maniskill2/bin/python:
+	$(PY) -m venv .venv-maniskill2
+	.venv-maniskill2/bin/python -m pip install -q "mani-skill2==0.5.3" "sapien==2.2.2" "numpy<1.24"
 
 venv-myosuite: .venv-myosuite/bin/python
 .venv-myosuite/bin/python:
@@ -68,4 +82,4 @@ venv-myosuite: .venv-myosuite/bin/python
 	.venv-myosuite/bin/python -m pip install -q "myosuite==3.0.0" "mujoco==4.0.0" "gymnasium==1.2.3" "myo-sim==0.2.3" "numpy>=2,<3"
 
 clean:
-	rm -rf $(VENV) .venv-metaworld .venv-myosuite runs outputs .pytest_cache
+	rm -rf $(VENV) .venv-metaworld .venv-myosuite .venv-maniskill .venv-maniskill2 runs outputs .pytest_cache

@@ -16,7 +16,7 @@ with the device's name, date and commit. On a machine without a GPU it runs smal
 and says so in every row; --quick on a CPU times the CPU suite workers (MJX compiles for about a
 minute per shape there). --pixels times the CPU workers rendering every agent step (obs=rgb: one
 64x64 RGB frame per step through headless OpenGL, 3 stacked); its rate is frames/s, and it also
-writes a PNG of the rates against the worker count. --pixels --impl warp times MJX environments that
+writes a PNG of the rates against the worker count (as --cpu-suites does). --pixels --impl warp times MJX environments that
 render every env's frame at once with MuJoCo Warp (bridged and JAX-loop rates, no scan), frames/s
 against E.
 """
@@ -120,8 +120,8 @@ def bench_cpu_suite(task: str, workers: int, steps: int, pixels: bool = False) -
     return row
 
 
-def plot_pixels(rows: list[dict], png: Path, x: str = "workers") -> None:
-    """Frames/s against workers (CPU) or E (MJX), one line per task."""
+def plot_rates(rows: list[dict], png: Path, x: str = "workers", y: str = "frames_per_s") -> None:
+    """Frames/s (or agent steps/s) against workers (CPU) or E (MJX), one line per task."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,13 +129,14 @@ def plot_pixels(rows: list[dict], png: Path, x: str = "workers") -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for task in dict.fromkeys(r["task"] for r in rows):
-        pts = [(r[x], r["frames_per_s"]) for r in rows if r["task"] == task and "frames_per_s" in r]
+        pts = [(r[x], r[y]) for r in rows if r["task"] == task and r.get(y, "") != ""]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=task)
     ax.set_xlabel("worker processes" if x == "workers" else "environments E (one render context)")
-    ax.set_ylabel("rendered agent steps / s (64x64 RGB)")
+    ax.set_ylabel("rendered agent steps / s (64x64 RGB)" if y == "frames_per_s" else "agent steps / s")
     meta = rows[0] if rows else {}
-    renderer = f"MUJOCO_GL={meta.get('gl', '?')}" if x == "workers" else "MuJoCo Warp"
+    renderer = ("MuJoCo Warp" if x != "workers" else f"MUJOCO_GL={meta.get('gl', '?')}" if y == "frames_per_s"
+                else "worker processes")
     ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus', '?')} CPUs, {renderer}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -205,8 +206,9 @@ def main() -> None:
             print(" | ".join(f"{k}={v}" for k, v in row.items() if v != ""), flush=True)
             rows.append(row)
     write_csv(csv_path, rows)
-    if args.pixels and png_path is not None:
-        plot_pixels(rows, png_path, "E" if mjx_pixels else "workers")
+    if (args.pixels or cpu_suites) and png_path is not None:
+        plot_rates(rows, png_path, "E" if mjx_pixels else "workers",
+                   "frames_per_s" if args.pixels else "agent_steps_per_s")
         print(f"wrote {png_path}")
 
 

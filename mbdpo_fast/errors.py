@@ -39,6 +39,11 @@ class RenderingError(UserError, RuntimeError):
     """Pixel observations asked for where no headless OpenGL backend renders."""
 
 
+class AssetError(UserError, FileNotFoundError):
+    """A task's assets (meshes, object sets) are not on this machine; the message names the command
+    that downloads them (nothing is downloaded without being asked)."""
+
+
 class WorkerError(RuntimeError):
     """A CPU-suite worker process failed to start or died; the message carries its traceback (not a
     UserError: a worker's failure keeps its traceback)."""

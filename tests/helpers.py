@@ -23,8 +23,8 @@ def compose_cfg(overrides: list[str], work_dir: str | os.PathLike):
     return compose_config(overrides, work_dir)
 
 
-def run_cli(module: str, args: list[str], cwd, timeout=600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", MUJOCO_GL="disable", HYDRA_FULL_ERROR="0")
+def run_cli(module: str, args: list[str], cwd, timeout=600, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="disabled", MUJOCO_GL="disable", HYDRA_FULL_ERROR="0", **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -24,7 +24,13 @@ _TARGETS = {"reacher": ("geom_pos", [0, 1]), "swimmer": ("geom_pos", [0, 1]), "f
 def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, float]:
     """(max |obs difference|, max |reward difference|) over `states` matched states."""
     dm, pg = DMControlEnv(task, seed), build_task(task)
-    forward = jax.jit(lambda d: mjx.forward(pg.mjx_model, d))
+
+    @jax.jit  # one compiled program per task (compiling each of its operations eagerly cost more on CPU)
+    def observe(d, ctrl):
+        d = mjx.forward(pg.mjx_model, d)
+        info = {"rng": jax.random.PRNGKey(0)}
+        return pg._get_obs(d, info), pg._get_reward(d, ctrl, info, {})
+
     rng = np.random.default_rng(seed)
     dm.reset()
     err_obs = err_rew = 0.0
@@ -42,10 +48,8 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
             src = getattr(ph.named.model, field)["target"]
             mocap = pg.mj_model.body("target").mocapid[0]
             d = d.replace(mocap_pos=d.mocap_pos.at[mocap, jp.array(cols)].set(jp.asarray(src[cols])))
-        d = forward(d)
-        info = {"rng": jax.random.PRNGKey(0)}
-        obs = np.asarray(pg._get_obs(d, info))
-        rew = float(pg._get_reward(d, jp.asarray(ph.data.ctrl), info, {}))
+        obs, rew = observe(d, jp.asarray(ph.data.ctrl))
+        obs, rew = np.asarray(obs), float(rew)
         assert obs.shape == obs_dm.shape, (obs.shape, obs_dm.shape)
         err_obs = max(err_obs, float(np.abs(obs - obs_dm).max()))
         err_rew = max(err_rew, abs(rew - rew_dm))

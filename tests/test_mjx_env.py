@@ -76,6 +76,7 @@ def test_bad_actions_and_unknown_tasks(pendulum):
         make_mjx_env("cheetah-run", 2, impl="cuda")
 
 
+@pytest.mark.mjx_all  # cheetah-run's MJX contract is also covered in CI by its parity test and the pixel tests
 def test_cheetah_run_steps_on_cpu():
     env = make_mjx_env("cheetah-run", 8, seed=0)
     obs = env.reset()

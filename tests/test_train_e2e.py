@@ -45,30 +45,30 @@ def test_existing_run_dir_needs_resume(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_cheetah_run_cli_with_resume_and_evaluate(tmp_path):
-    """A smoke run through the CLI: 400 steps of 200-step episodes, interrupted at 200 and resumed,
+    """A smoke run through the CLI: 200 steps of 100-step episodes, interrupted at 100 and resumed,
     then evaluated (model size 1 at reduced widths and a reduced planner: the loop, not the model,
     is under test)."""
-    args = ["profile=cpu_small", "device=cpu", "enc_dim=64", "mlp_dim=64", "latent_dim=32", "episode_length=200",
-            "seed_steps=100", "batch_size=32", "num_samples=32",
-            "diffusion_steps=4", "num_elites=8", "num_pi_trajs=4", "eval_freq=200", "eval_episodes=1",
-            "checkpoint_freq=200", "progress_bar=false", f"hydra.run.dir={tmp_path}"]
-    p1 = run_cli("mbdpo_fast.train", args + ["steps=200"], cwd=tmp_path)
+    args = ["profile=cpu_small", "device=cpu", "enc_dim=64", "mlp_dim=64", "latent_dim=32", "episode_length=100",
+            "seed_steps=50", "batch_size=32", "num_samples=32",
+            "diffusion_steps=4", "num_elites=8", "num_pi_trajs=4", "eval_freq=100", "eval_episodes=1",
+            "checkpoint_freq=100", "progress_bar=false", f"hydra.run.dir={tmp_path}"]
+    p1 = run_cli("mbdpo_fast.train", args + ["steps=100"], cwd=tmp_path)
     assert p1.returncode == 0, p1.stderr[-2000:]
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "config.yaml").exists()
-    p2 = run_cli("mbdpo_fast.train", args + ["steps=400", "resume=true"], cwd=tmp_path)
+    p2 = run_cli("mbdpo_fast.train", args + ["steps=200", "resume=true"], cwd=tmp_path)
     assert p2.returncode == 0, p2.stderr[-2000:]
-    assert "resumed" in p2.stdout and "at step 200" in p2.stdout
+    assert "resumed" in p2.stdout and "at step 100" in p2.stdout
     rows = read_csv(tmp_path / "eval.csv")
-    assert [r["step"] for r in rows] == ["0", "200", "400"] and all(r["seed"] == "1" for r in rows)
-    assert all(0 <= float(r["reward"]) <= 400 for r in rows)
+    assert [r["step"] for r in rows] == ["0", "100", "200"] and all(r["seed"] == "1" for r in rows)
+    assert all(0 <= float(r["reward"]) <= 200 for r in rows)
     train = read_csv(tmp_path / "train.csv")
-    assert [int(r["step"]) for r in train] == [200, 400]
+    assert [int(r["step"]) for r in train] == [100, 200]
     assert all(float(r["total_loss"]) == float(r["total_loss"]) for r in train[1:])  # finite, not NaN
     # evaluate the final checkpoint through the CLI
     p3 = run_cli("mbdpo_fast.evaluate", [f"checkpoint={tmp_path}/checkpoint.pt", "episodes=1",
                                          f"output={tmp_path}/final.csv"], cwd=tmp_path)
     assert p3.returncode == 0, p3.stderr[-2000:]
-    assert "step 400: mean normalised score" in p3.stdout and "cheetah-run" in p3.stdout
+    assert "step 200: mean normalised score" in p3.stdout and "cheetah-run" in p3.stdout
     assert len(read_csv(tmp_path / "final.csv")) == 1
 
 

@@ -7,10 +7,11 @@
 
 Episodes that end are reset in the same step (auto-reset). Backends in their own subpackages:
 `dmc` (envs/cpu: dm_control in this process at E = 1 and in gymnasium worker processes above;
-MetaWorld `mw-*` and MyoSuite `myo-*` always in worker processes under their own interpreters,
-since they pin MuJoCo versions that cannot share this environment: `make venv-metaworld` /
-`make venv-myosuite` create `.venv-metaworld` / `.venv-myosuite`, or point
-MBDPO_METAWORLD_PYTHON / MBDPO_MYOSUITE_PYTHON at any interpreter that has the suite and numpy)
+MetaWorld `mw-*`, MyoSuite `myo-*` and ManiSkill `ms-*` always in worker processes under their own
+interpreters, since they pin versions that cannot share this environment: `make venv-metaworld` /
+`make venv-myosuite` / `make venv-maniskill` create `.venv-metaworld` / `.venv-myosuite` /
+`.venv-maniskill`, or point MBDPO_METAWORLD_PYTHON / MBDPO_MYOSUITE_PYTHON / MBDPO_MANISKILL_PYTHON
+at any interpreter that has the suite and numpy)
 and `mjx` (envs/mjx: MuJoCo Playground on the config's device, handed to torch by DLPack).
 A multi-task model's environments are padded to its dims (envs/padded.py).
 This package imports nothing heavy at import time (suite workers import parts of it).

@@ -1,5 +1,5 @@
 """The CPU environment backend: dm_control in this process (and in gymnasium worker processes),
-MetaWorld and MyoSuite in worker processes under their own interpreters. Imports nothing heavy
+MetaWorld, MyoSuite and ManiSkill in worker processes under their own interpreters. Imports nothing heavy
 (suite workers import parts of it)."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 SUITE_VENV = {"metaworld": ("MBDPO_METAWORLD_PYTHON", ".venv-metaworld", "make venv-metaworld"),
-              "myosuite": ("MBDPO_MYOSUITE_PYTHON", ".venv-myosuite", "make venv-myosuite")}
+              "myosuite": ("MBDPO_MYOSUITE_PYTHON", ".venv-myosuite", "make venv-myosuite"),
+              "maniskill": ("MBDPO_MANISKILL_PYTHON", ".venv-maniskill", "make venv-maniskill")}
 
 
 def suite_python(suite: str) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 
 import mbdpo_fast
 
-from ...errors import WorkerError
+from ... import errors as errors_module
+from ...errors import UserError, WorkerError
 from . import SINGLE_THREAD_ENV
 
 _SOURCE_ROOT = str(Path(mbdpo_fast.__file__).resolve().parent.parent)
@@ -75,6 +76,11 @@ class SubprocessVectorEnv(gym.vector.VectorEnv):
             dead = [p for p in self._procs if p.poll() is not None and p.returncode != 0]
             if dead and len(hellos) < self.num_envs:
                 break
+        user = [msg for _, msg in hellos if msg[0] == "user_error"]
+        if user:  # the same error class the worker raised, with its message (one `error:` line)
+            self.close()
+            cls = getattr(errors_module, user[0][2], None)
+            raise (cls if isinstance(cls, type) and issubclass(cls, UserError) else UserError)(user[0][3])
         errors = [msg[2] for _, msg in hellos if msg[0] == "error"]
         if errors or len(hellos) < self.num_envs:
             self.close()

@@ -5,8 +5,9 @@
 It connects back to the parent over a multiprocessing.connection socket (never stdout: some
 suites print banners there), builds the task, and serves ("reset",) / ("step", action) /
 ("close",) requests. A step that ends an episode resets in the same request (gymnasium's
-same-step auto-reset) and returns the terminal observation and info separately. Imports numpy and
-the suite only.
+same-step auto-reset) and returns the terminal observation and info separately. A user's error
+while building (errors.UserError, e.g. a task's assets not downloaded) goes back as its class name
+and message, which the parent raises as that error. Imports numpy and the suite only.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import traceback
 def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
     from multiprocessing.connection import Client
 
+    from mbdpo_fast.errors import UserError
+
     conn = Client(address, authkey=authkey)
     try:
         from mbdpo_fast.envs.cpu.suites import make_suite_env
@@ -26,6 +29,10 @@ def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
 
         env = AutoReset(make_suite_env(args["task"], args["seed"], args.get("action_repeat"), args.get("episode_length")))
         conn.send(("ready", index, env.obs_dim, env.action_dim))
+    except UserError as exc:  # the user's to fix (e.g. assets not downloaded): one line, no traceback
+        conn.send(("user_error", index, type(exc).__name__, str(exc)))
+        conn.close()
+        return
     except BaseException:
         conn.send(("error", index, traceback.format_exc()))
         conn.close()

@@ -1,4 +1,4 @@
-"""MetaWorld and MyoSuite tasks under TD-MPC2's names and conventions.
+"""MetaWorld, MyoSuite and ManiSkill tasks under TD-MPC2's names and conventions.
 
 These run inside worker processes started under each suite's own interpreter (MetaWorld 3 pins
 mujoco 3.3, MyoSuite 3 needs gymnasium < 1.3; neither fits the main environment), so this module
@@ -11,13 +11,19 @@ Conventions (TD-MPC2):
   repeat 2 with rewards summed, 100 agent steps per episode, success = info["success"].
 - MyoSuite `myo-*`: no action repeat, 100 agent steps per episode regardless of the suite's own
   limits and early terminations (as TD-MPC2's wrapper ignores them), success = info["solved"].
+- ManiSkill `ms-*`: ManiSkill3 (CPU physics, nothing rendered) or, under a ManiSkill2 interpreter,
+  the reference's ManiSkill2 tasks; state observations, the `normalized_dense` reward, action
+  repeat 2 with rewards summed and the repeat cut short where the suite says done, 100 agent steps
+  per episode (the suite's own limits lifted), success = info["success"].
 Action repeat and episode length are the wrappers of wrappers.py, applied by make_suite_env.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-from ...task_registry import METAWORLD, get
+from ...task_registry import METAWORLD, REFUSED, get
 from .wrappers import ActionRepeat, TimeLimit
 
 
@@ -101,6 +107,136 @@ class MyoSuiteEnv(_SuiteAdapter):
         return np.asarray(obs, dtype=np.float32)
 
 
+# TD-MPC2 name -> (ManiSkill2 id, ManiSkill3 id or None, controller), the reference's controllers.
+MANISKILL_IDS = {
+    "ms-lift-cube": ("LiftCube-v0", None, "pd_ee_delta_pos"),
+    "ms-pick-cube": ("PickCube-v0", "PickCube-v1", "pd_ee_delta_pos"),
+    "ms-stack-cube": ("StackCube-v0", "StackCube-v1", "pd_ee_delta_pos"),
+    "ms-pick-ycb": ("PickSingleYCB-v0", "PickSingleYCB-v1", "pd_ee_delta_pose"),
+    "ms-turn-faucet": ("TurnFaucet-v0", "TurnFaucet-v1", "pd_ee_delta_pose"),
+}
+
+
+def maniskill_version() -> int:
+    """3 where this interpreter has ManiSkill3 (`mani_skill`), 2 where it has ManiSkill2 (`mani_skill2`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mani_skill") is not None:
+        return 3
+    if importlib.util.find_spec("mani_skill2") is not None:
+        return 2
+    raise ImportError("neither mani_skill (ManiSkill3) nor mani_skill2 is installed in this interpreter")
+
+
+def _inert_render_materials() -> None:
+    """ManiSkill3's tasks create sapien.render.RenderMaterial objects even when nothing is rendered
+    (render_backend="none"), and creating one fails without a Vulkan rendering device. Where that
+    happens, RenderMaterial becomes an inert record of its settings: the scene never draws, so the
+    materials are never read."""
+    import sapien
+
+    try:
+        sapien.render.RenderMaterial()
+        return
+    except RuntimeError:
+        pass
+
+    class InertRenderMaterial:
+        def __init__(self, *args, **kwargs):
+            self.__dict__.update(kwargs)
+
+        def __getattr__(self, name):  # set_base_color(...), get_*(): accepted and ignored
+            if name.startswith(("set_", "get_")):
+                return lambda *a, **k: None
+            raise AttributeError(name)
+
+    # sapien.render re-exports the native module's class, which sapien's own builders check against;
+    # these modules bound the name at import.
+    import importlib
+
+    sapien.render.RenderMaterial = sapien.pysapien.render.RenderMaterial = InertRenderMaterial
+    for name in ("sapien.wrapper.renderer", "sapien.wrapper.urdf_loader", "mani_skill.utils.building._mjcf_loader"):
+        module = importlib.import_module(name)
+        if hasattr(module, "RenderMaterial"):
+            module.RenderMaterial = InertRenderMaterial
+
+
+class ManiSkillEnv(_SuiteAdapter):
+    """One ManiSkill task on CPU physics, state observations, the `normalized_dense` reward:
+    reset() -> obs; step(a) -> obs, reward, False, False, info{"success", "done"}. The suite's own
+    episode ends are ignored (TD-MPC2: fixed 100-step episodes cut by wrappers.TimeLimit); its
+    `done` (success, or failure) is reported for ActionRepeat to cut the repeat short."""
+
+    suite_name = "maniskill"
+
+    def __init__(self, task: str, seed: int, max_steps: int = 201):
+        import gymnasium as gym
+
+        if task not in MANISKILL_IDS:
+            raise KeyError(task)
+        from ...errors import AssetError, ConfigError
+
+        self.task, self.version = task, maniskill_version()
+        ms2_id, ms3_id, control = MANISKILL_IDS[task]
+        if self.version == 3:
+            if ms3_id is None:
+                raise ConfigError(REFUSED[task])
+            import warnings
+
+            # sapien falls back to its bundled libvulkan (never used: nothing renders) and says so
+            warnings.filterwarnings("ignore", message="Failed to find system libvulkan")
+            import mani_skill.envs  # noqa: F401  (registers the tasks)
+            from mani_skill.utils.assets.data import (DATA_GROUPS, expand_data_group_into_individual_data_source_ids,
+                                                      is_data_source_downloaded)
+            from mani_skill.utils.registration import REGISTERED_ENVS
+
+            for asset in REGISTERED_ENVS[ms3_id].asset_download_ids:  # a source, or a group of them
+                sources = expand_data_group_into_individual_data_source_ids(asset) if asset in DATA_GROUPS else [asset]
+                if not all(map(is_data_source_downloaded, sources)):
+                    raise AssetError(f"{task} ({ms3_id}) needs ManiSkill's {asset!r} assets, which are not on this "
+                                     f"machine: download them with `{sys.executable} -m mani_skill.utils.download_asset "
+                                     f"{asset}` (under MS_ASSET_DIR, default ~/.maniskill/data)")
+            _inert_render_materials()
+            env = gym.make(ms3_id, num_envs=1, obs_mode="state", control_mode=control, reward_mode="normalized_dense",
+                           sim_backend="cpu", render_backend="none", max_episode_steps=max_steps)
+        else:
+            import mani_skill2.envs  # noqa: F401
+
+            env = gym.make(ms2_id, obs_mode="state", control_mode=control, reward_mode="normalized_dense",
+                           max_episode_steps=max_steps)
+        self._env = env.unwrapped
+        self._seed = seed
+        self._init_dims()
+
+    @staticmethod
+    def _numpy(x):
+        x = x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
+        return x.reshape(-1) if x.ndim > 1 else x
+
+    def _init_dims(self) -> None:
+        space = getattr(self._env, "single_observation_space", self._env.observation_space)
+        self.obs_dim = int(np.prod(space.shape))
+        actions = getattr(self._env, "single_action_space", self._env.action_space)
+        self.action_dim = int(actions.shape[0])
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self._env.reset(seed=self._seed)
+        self._seed = None  # seed the first reset only; later resets continue the stream
+        return self._numpy(obs).astype(np.float32)
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
+        out = self._env.step(a[None] if self.version == 3 else a)
+        if len(out) == 5:
+            obs, r, terminated, truncated, info = out
+            done = bool(np.asarray(self._numpy(terminated)).any())
+        else:  # ManiSkill2 on the old gym API: obs, reward, done, info
+            obs, r, done, info = out
+        success = float(np.asarray(self._numpy(info["success"])).any())
+        return (self._numpy(obs).astype(np.float32), float(np.asarray(self._numpy(r)).sum()), False, False,
+                {"success": success, "done": bool(done)})
+
+
 def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episode_length: int | None = None,
                    pixels: bool = False):
     """Any task by name, in this process, with TD-MPC2's action repeat and time limit (the suite's
@@ -110,15 +246,18 @@ def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episo
     row = get(task)
     repeat = row.action_repeat if action_repeat is None else int(action_repeat)
     length = row.episode_length if episode_length is None else int(episode_length)
+    stop = None
     if row.suite == "metaworld":
         adapter = MetaWorldEnv(task, seed)
     elif row.suite == "myosuite":
         adapter = MyoSuiteEnv(task, seed, max_steps=length * repeat + 1)
+    elif row.suite == "maniskill":
+        adapter, stop = ManiSkillEnv(task, seed, max_steps=length * repeat + 1), "done"
     else:
         from .dmcontrol import DMControlEnv
 
         adapter = DMControlEnv(task, seed)
-    env = ActionRepeat(adapter, repeat)
+    env = ActionRepeat(adapter, repeat, stop_info=stop)
     if pixels:
         from ...task_registry import PIXEL_CAMERAS, PIXEL_FRAMES, PIXEL_SIZE
         from .pixels import PixelObservation

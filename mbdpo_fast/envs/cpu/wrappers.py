@@ -27,18 +27,21 @@ class _Wrapper:
 
 class ActionRepeat(_Wrapper):
     """step(a): `action_repeat` adapter steps with a, rewards summed; the last step's observation,
-    flags and info; fewer steps if the adapter's episode ends first."""
+    flags and info; fewer steps if the adapter's episode ends first, or (stop_info) where the
+    adapter's info[stop_info] is true: a suite's own `done` that cuts the repeat short without
+    ending the episode (ManiSkill's, as TD-MPC2's wrapper breaks its repeat loop on it)."""
 
-    def __init__(self, env, action_repeat: int):
+    def __init__(self, env, action_repeat: int, stop_info: str | None = None):
         super().__init__(env)
         self.action_repeat = int(action_repeat)
+        self.stop_info = stop_info
 
     def step(self, action):
         reward = 0.0
         for _ in range(self.action_repeat):
             obs, r, terminated, truncated, info = self.env.step(action)
             reward += r
-            if terminated or truncated:
+            if terminated or truncated or (self.stop_info is not None and info.get(self.stop_info)):
                 break
         return obs, reward, terminated, truncated, info
 
