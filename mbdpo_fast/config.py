@@ -60,6 +60,7 @@ class Config:
     # --- vectorised training (num_envs > 1 or env_backend=mjx: the vectorised trainer) ------------
     num_envs: int = 1  # E environments stepped together; 1 with env_backend=dmc: the paper's trainer
     env_backend: str = "dmc"  # dmc: CPU suites (in-process at E=1, worker processes above) | mjx: MJX on the device
+    #   | maniskill: ManiSkill3's physx_cuda simulation of E envs in this process (ms-* tasks, GPU)
     impl: str = "jax"  # MJX backend: jax | warp (needs warp-lang)
     updates_per_step: int = 1  # updates per vector step (E env steps); the paper: 1 at E=1
     seed_updates: int = -1  # the update burst after seeding; -1: seed_steps * updates_per_step / num_envs
@@ -331,6 +332,11 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
             cfg.obs_dims, cfg.action_dims = [cfg.obs_dim], [cfg.action_dim]
             cfg.episode_lengths, cfg.action_repeats = [cfg.episode_length], [cfg.action_repeat]
     _require(cfg.obs in ("state", "rgb"), f"obs={cfg.obs!r}: use state or rgb")
+    _require(cfg.env_backend in ("dmc", "mjx", "maniskill"),
+             f"env_backend={cfg.env_backend!r}: use dmc (CPU suites), mjx or maniskill")
+    if cfg.env_backend == "maniskill":
+        _require(all(task_registry.suite_of(t) == "maniskill" for t in (cfg.tasks or [cfg.task])),
+                 f"env_backend=maniskill simulates ManiSkill tasks (ms-*), not {cfg.task!r}")
     if cfg.obs == "rgb":
         _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
                  f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")
@@ -377,7 +383,6 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
     _require(not cfg.fused_rollout or cfg.kernels == "triton", "fused_rollout=true needs kernels=triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
-    _require(cfg.env_backend in ("dmc", "mjx"), f"env_backend={cfg.env_backend!r}: use dmc or mjx")
     _require(cfg.updates_per_step >= 0 and (cfg.log_every >= 1 or cfg.log_every == -1),
              "updates_per_step must be >= 0 and log_every >= 1 (or -1)")
     with open_dict(cfg):

@@ -145,3 +145,81 @@ def test_a_task_whose_assets_are_missing_is_one_error_line(tmp_path):
     assert p.returncode == 2 and len(errors) == 1, p.stderr[-3000:]
     assert "mani_skill.utils.download_asset ycb" in errors[0] and "Traceback" not in p.stderr
     assert not any(assets.iterdir())
+
+
+_VEC_AGAINST_WORKER = """
+import json, torch
+from mbdpo_fast.envs.maniskill import ManiSkillVecEnv
+from mbdpo_fast.envs.cpu.suites import make_suite_env
+from mbdpo_fast.envs.cpu.wrappers import AutoReset
+vec = ManiSkillVecEnv("ms-pick-cube", 1, seed=5, episode_length=6, device="cpu")
+ref = AutoReset(make_suite_env("ms-pick-cube", 5, 2, 6))
+out = {"reset": float((vec.reset()[0] - torch.as_tensor(ref.reset())).abs().max()), "obs": [], "reward": [],
+       "flags": [], "terminal": []}
+g = torch.Generator().manual_seed(0)
+for t in range(8):
+    a = torch.rand(1, vec.action_dim, generator=g) * 2 - 1
+    obs, reward, terminated, truncated, info = vec.step(a)
+    obs_r, reward_r, terminated_r, truncated_r, info_r = ref.step(a[0].numpy())
+    out["obs"].append(float((obs[0] - torch.as_tensor(obs_r)).abs().max()))
+    out["reward"].append(abs(float(reward[0]) - reward_r))
+    out["flags"].append([bool(truncated[0]), bool(truncated_r), bool(terminated[0]), bool(terminated_r)])
+    if truncated_r:
+        out["terminal"].append(float((info["terminal_obs"][0] - torch.as_tensor(info_r["final_obs"])).abs().max()))
+out["length"], out["device"] = int(info["episode_length"][0]), str(obs.device)
+print(json.dumps(out))
+"""
+
+
+def test_in_process_backend_equals_the_worker_on_cpu():
+    """env_backend=maniskill's batched class, run on ManiSkill's CPU backend (one env), steps
+    exactly as the worker's adapter for the same seed and actions: observations, summed rewards, the
+    6-step time limit and the terminal observation (after the reset, ManiSkill's partial reset draws
+    a different episode than a full reset, so the comparison stops there)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    python = maniskill_python()
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([python, "-c", _VEC_AGAINST_WORKER], capture_output=True, text=True, timeout=600, cwd=root,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["reset"] == 0.0 and max(out["obs"][:5]) == 0.0 and max(out["reward"][:6]) < 1e-6
+    assert [f[:2] for f in out["flags"]] == [[t == 5, t == 5] for t in range(8)]
+    assert not any(f[2] or f[3] for f in out["flags"]) and out["terminal"] == [0.0]
+    assert out["length"] == 2 and out["device"] == "cpu"
+
+
+@pytest.mark.cuda
+def test_physx_cuda_backend_hands_device_tensors_over():
+    """Where CUDA and mani-skill exist in this interpreter: 64 environments on physx_cuda, observations
+    and rewards on the GPU, the step's observation the simulation's own tensor where nothing ended."""
+    import torch
+
+    pytest.importorskip("mani_skill")
+    from mbdpo_fast.envs.maniskill import ManiSkillVecEnv
+
+    env = ManiSkillVecEnv("ms-pick-cube", 64, seed=0, episode_length=3, device="cuda")
+    obs = env.reset()
+    assert obs.shape == (64, 42) and obs.is_cuda
+    for t in range(1, 5):
+        obs, reward, terminated, truncated, info = env.step(torch.rand(64, 4, device="cuda") * 2 - 1)
+        assert obs.is_cuda and reward.is_cuda and torch.isfinite(obs).all()
+        assert bool(truncated.all()) == (t == 3) and not terminated.any()
+    env.close()
+
+
+def test_maniskill_backend_refusals(tmp_path):
+    from helpers import compose_cfg
+
+    from mbdpo_fast.config import resolve_task
+    from mbdpo_fast.envs import make_env
+    from mbdpo_fast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="simulates ManiSkill tasks"):
+        resolve_task(compose_cfg(["task=cheetah-run", "env_backend=maniskill", "device=cpu"], tmp_path))
+    spec = resolve_task(compose_cfg(["task=ms-pick-cube", "env_backend=maniskill", "device=cpu", "num_envs=4"], tmp_path))
+    with pytest.raises(ConfigError, match="runs ManiSkill3 in this process|one environment per process"):
+        make_env(spec, 4, 0)

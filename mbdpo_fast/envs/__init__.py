@@ -12,7 +12,8 @@ interpreters, since they pin versions that cannot share this environment: `make 
 `make venv-myosuite` / `make venv-maniskill` create `.venv-metaworld` / `.venv-myosuite` /
 `.venv-maniskill`, or point MBDPO_METAWORLD_PYTHON / MBDPO_MYOSUITE_PYTHON / MBDPO_MANISKILL_PYTHON
 at any interpreter that has the suite and numpy)
-and `mjx` (envs/mjx: MuJoCo Playground on the config's device, handed to torch by DLPack).
+`mjx` (envs/mjx: MuJoCo Playground on the config's device, handed to torch by DLPack) and
+`maniskill` (envs/maniskill.py: ManiSkill3's GPU simulation in this process).
 A multi-task model's environments are padded to its dims (envs/padded.py).
 This package imports nothing heavy at import time (suite workers import parts of it).
 """
@@ -66,6 +67,11 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
 
         env = make_mjx_env(task, num_envs, seed=seed, action_repeat=repeat or 2, episode_length=length or 500,
                            impl=cfg.impl, device=resolve_device(cfg.device), pixels=uses_pixels(cfg))
+    elif backend == "maniskill":
+        from .maniskill import ManiSkillVecEnv
+
+        env = ManiSkillVecEnv(task, num_envs, seed=seed, action_repeat=repeat or 2, episode_length=length or 100,
+                              device=resolve_device(cfg.device))
     elif backend == "dmc":
         from .cpu.vector import AsyncVecEnv
 
@@ -73,7 +79,7 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
                           device=resolve_device(cfg.device), asynchronous=num_envs > 1,
                           pixels=uses_pixels(cfg))
     else:
-        raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites) or mjx")
+        raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites), mjx or maniskill")
     if multitask:
         from .padded import PaddedEnv
 

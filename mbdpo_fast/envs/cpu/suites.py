@@ -117,6 +117,11 @@ MANISKILL_IDS = {
 }
 
 
+# ManiSkill3's TurnFaucet-v1 has no dense reward (its reward modes: sparse, none): trained on the
+# sparse success reward, a documented departure from the paper's normalized_dense.
+MANISKILL3_SPARSE = {"ms-turn-faucet"}
+
+
 def maniskill_version() -> int:
     """3 where this interpreter has ManiSkill3 (`mani_skill`), 2 where it has ManiSkill2 (`mani_skill2`)."""
     import importlib.util
@@ -126,6 +131,15 @@ def maniskill_version() -> int:
     if importlib.util.find_spec("mani_skill2") is not None:
         return 2
     raise ImportError("neither mani_skill (ManiSkill3) nor mani_skill2 is installed in this interpreter")
+
+
+def import_maniskill() -> None:
+    """Import ManiSkill3's tasks (registering them with gymnasium)."""
+    import warnings
+
+    # sapien falls back to its bundled libvulkan (never used: nothing renders) and says so
+    warnings.filterwarnings("ignore", message="Failed to find system libvulkan")
+    import mani_skill.envs  # noqa: F401
 
 
 def _inert_render_materials() -> None:
@@ -181,11 +195,7 @@ class ManiSkillEnv(_SuiteAdapter):
         if self.version == 3:
             if ms3_id is None:
                 raise ConfigError(REFUSED[task])
-            import warnings
-
-            # sapien falls back to its bundled libvulkan (never used: nothing renders) and says so
-            warnings.filterwarnings("ignore", message="Failed to find system libvulkan")
-            import mani_skill.envs  # noqa: F401  (registers the tasks)
+            import_maniskill()
             from mani_skill.utils.assets.data import (DATA_GROUPS, expand_data_group_into_individual_data_source_ids,
                                                       is_data_source_downloaded)
             from mani_skill.utils.registration import REGISTERED_ENVS
@@ -197,7 +207,8 @@ class ManiSkillEnv(_SuiteAdapter):
                                      f"machine: download them with `{sys.executable} -m mani_skill.utils.download_asset "
                                      f"{asset}` (under MS_ASSET_DIR, default ~/.maniskill/data)")
             _inert_render_materials()
-            env = gym.make(ms3_id, num_envs=1, obs_mode="state", control_mode=control, reward_mode="normalized_dense",
+            reward = "sparse" if task in MANISKILL3_SPARSE else "normalized_dense"
+            env = gym.make(ms3_id, num_envs=1, obs_mode="state", control_mode=control, reward_mode=reward,
                            sim_backend="cpu", render_backend="none", max_episode_steps=max_steps)
         else:
             import mani_skill2.envs  # noqa: F401
