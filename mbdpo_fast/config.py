@@ -67,6 +67,8 @@ class Config:
     log_every: int = -1  # vector steps (updates, offline) between train rows, the loop's only regular host
     #   syncs; -1: one episode at num_envs=1 (a row per episode, the paper's log), else 50
     dmc_eval: bool = True  # mjx backend: also evaluate on dm_control's own task (CPU workers)
+    maniskill: int = 3  # ms-* tasks: 3 = ManiSkill3 (.venv-maniskill) | 2 = the paper's ManiSkill2 tasks
+    #   (.venv-maniskill2 or MBDPO_MANISKILL2_PYTHON; needs an NVIDIA Vulkan device; untested here)
     obs: str = "state"  # state | rgb: learn from 64x64 RGB frames (3 stacked; the 10 tasks of
     #   task_registry.PIXEL_CAMERAS): env_backend=dmc renders dm_control on CPU through headless
     #   OpenGL; env_backend=mjx impl=warp renders all envs at once with MuJoCo Warp (no quadruped)
@@ -409,7 +411,12 @@ def uses_pixels(cfg) -> bool:
 
 def resolve_task(cfg: DictConfig) -> RunSpec:
     """resolve() for a single-task run of cfg.task, its dims and suite defaults from the task registry."""
-    row = task_registry.get(cfg.task)
+    _require(cfg.get("maniskill", 3) in (2, 3), f"maniskill={cfg.get('maniskill')}: use 3 (ManiSkill3) or 2 (ManiSkill2)")
+    if cfg.get("maniskill", 3) == 2 and cfg.task.startswith("ms-"):
+        _require(cfg.env_backend == "dmc", "maniskill=2 runs on CPU workers: use env_backend=dmc")
+        row = task_registry.maniskill2_row(cfg.task)
+    else:
+        row = task_registry.get(cfg.task)
     return resolve(cfg, row.obs_dim, row.action_dim, row.action_repeat, row.episode_length)
 
 

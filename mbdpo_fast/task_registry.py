@@ -144,10 +144,16 @@ _MYOSUITE = {
 # the environments; pick-ycb and turn-faucet summed from their observation code (ManiSkill 3.0.1:
 # 18 joint values + 27 / 15), since their assets are downloads.
 _MANISKILL = {"ms-pick-cube": (42, 4), "ms-stack-cube": (48, 4), "ms-pick-ycb": (45, 7), "ms-turn-faucet": (33, 7)}
+# The paper's own ManiSkill2 (0.5.3) versions, used with maniskill=2: sizes summed from ManiSkill2's
+# observation code (joints 18 + robot base pose 7 + the task's terms), not measured here (ManiSkill2
+# cannot create an environment without an NVIDIA Vulkan device).
+_MANISKILL2 = {"ms-lift-cube": (42, 4), "ms-pick-cube": (51, 4), "ms-stack-cube": (55, 4), "ms-pick-ycb": (51, 7),
+               "ms-turn-faucet": (40, 7)}
 # Paper tasks that cannot be built here, with why and what to use instead.
 REFUSED = {
     "ms-lift-cube": "ms-lift-cube is ManiSkill2's LiftCube-v0, which ManiSkill3 does not have: train ms-pick-cube "
-                    "(PickCube-v1: the cube lifted and carried to a goal) instead",
+                    "(PickCube-v1: the cube lifted and carried to a goal) instead, or use ManiSkill2 (maniskill=2, "
+                    "make venv-maniskill2; needs an NVIDIA Vulkan device)",
 }
 
 TASKS: dict[str, Task] = {t.name: t for t in _DMCONTROL}
@@ -202,6 +208,14 @@ def names(suite: str | None = None, paper: bool | None = None, mjx: bool | None 
     """Task names in table order, optionally only those of a suite / of the paper's benchmark / on MJX."""
     return [t.name for t in TASKS.values() if (suite is None or t.suite == suite)
             and (paper is None or t.paper == paper) and (mjx is None or t.mjx == mjx)]
+
+
+def maniskill2_row(name: str) -> Task:
+    """The registry row of an ms-* task in its ManiSkill2 version (maniskill=2)."""
+    if name not in _MANISKILL2:
+        raise ConfigError(f"maniskill=2 is for the ManiSkill tasks {sorted(_MANISKILL2)}, not {name!r}")
+    obs, act = _MANISKILL2[name]
+    return Task(name, "maniskill", obs, act, True)
 
 
 def suite_of(name: str) -> str:

@@ -223,3 +223,28 @@ def test_maniskill_backend_refusals(tmp_path):
     spec = resolve_task(compose_cfg(["task=ms-pick-cube", "env_backend=maniskill", "device=cpu", "num_envs=4"], tmp_path))
     with pytest.raises(ConfigError, match="runs ManiSkill3 in this process|one environment per process"):
         make_env(spec, 4, 0)
+
+
+def test_the_paper_faithful_maniskill2_route_resolves_its_own_tasks(tmp_path, monkeypatch):
+    """maniskill=2: the ManiSkill2 sizes (lift-cube included) and the ManiSkill2 interpreter, whose
+    absence is one clear error naming make venv-maniskill2 (the route itself needs an NVIDIA Vulkan
+    device and is not run here)."""
+    from helpers import compose_cfg
+
+    from mbdpo_fast.config import resolve_task
+    from mbdpo_fast.envs import make_env
+    from mbdpo_fast.errors import ConfigError
+
+    spec = resolve_task(compose_cfg(["task=ms-lift-cube", "maniskill=2", "device=cpu"], tmp_path))
+    assert (spec.obs_dim, spec.action_dim, spec.action_repeat, spec.episode_length) == (42, 4, 2, 100)
+    assert resolve_task(compose_cfg(["task=ms-pick-cube", "maniskill=2", "device=cpu"], tmp_path)).obs_dim == 51
+    assert resolve_task(compose_cfg(["task=ms-pick-cube", "device=cpu"], tmp_path)).obs_dim == 42
+    with pytest.raises(ConfigError, match="use 3 \\(ManiSkill3\\) or 2"):
+        resolve_task(compose_cfg(["task=ms-pick-cube", "maniskill=1", "device=cpu"], tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MBDPO_MANISKILL2_PYTHON", raising=False)
+    import mbdpo_fast.envs.cpu as cpu
+
+    monkeypatch.setattr(cpu.Path, "exists", lambda self: False)  # no .venv-maniskill2 anywhere
+    with pytest.raises(ConfigError, match="make venv-maniskill2"):
+        make_env(spec, 1, 0)

@@ -77,7 +77,7 @@ def make_env(cfg: RunSpec, num_envs: int, seed: int, backend: str | None = None,
 
         env = AsyncVecEnv(task, num_envs, seed=seed, action_repeat=repeat, episode_length=length,
                           device=resolve_device(cfg.device), asynchronous=num_envs > 1,
-                          pixels=uses_pixels(cfg))
+                          pixels=uses_pixels(cfg), maniskill=int(cfg.get("maniskill", 3)))
     else:
         raise ConfigError(f"env_backend={backend!r}: use dmc (CPU suites), mjx or maniskill")
     if multitask:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 SUITE_VENV = {"metaworld": ("MBDPO_METAWORLD_PYTHON", ".venv-metaworld", "make venv-metaworld"),
               "myosuite": ("MBDPO_MYOSUITE_PYTHON", ".venv-myosuite", "make venv-myosuite"),
-              "maniskill": ("MBDPO_MANISKILL_PYTHON", ".venv-maniskill", "make venv-maniskill")}
+              "maniskill": ("MBDPO_MANISKILL_PYTHON", ".venv-maniskill", "make venv-maniskill"),
+              "maniskill2": ("MBDPO_MANISKILL2_PYTHON", ".venv-maniskill2", "make venv-maniskill2")}
 
 
 def suite_python(suite: str) -> str:

@@ -254,7 +254,9 @@ def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episo
     unless given): TimeLimit(ActionRepeat(adapter, action_repeat), episode_length); pixels (the
     dm_control tasks of task_registry.PIXEL_CAMERAS): stacked RGB frames rendered after each
     repeated action, TimeLimit(PixelObservation(ActionRepeat(...)), episode_length)."""
-    row = get(task)
+    from ...task_registry import maniskill2_row
+
+    row = maniskill2_row(task) if task in MANISKILL_IDS and maniskill_version() == 2 else get(task)
     repeat = row.action_repeat if action_repeat is None else int(action_repeat)
     length = row.episode_length if episode_length is None else int(episode_length)
     stop = None

@@ -57,16 +57,19 @@ def _make(task, seed, action_repeat, episode_length, worker: bool, pixels: bool 
 class AsyncVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int | None = None,
                  episode_length: int | None = None, device: str | torch.device = "cpu", context: str = "forkserver",
-                 asynchronous: bool = True, pixels: bool = False):
+                 asynchronous: bool = True, pixels: bool = False, maniskill: int = 3):
         """pixels: observations are stacked RGB frames (envs/cpu/pixels.py), uint8 [E, 9, 64, 64]
-        (headless OpenGL chosen here, before any worker starts)."""
+        (headless OpenGL chosen here, before any worker starts); maniskill: 2 runs ms-* tasks under
+        the ManiSkill2 interpreter (suite_python("maniskill2"))."""
         from ...task_registry import get
         from . import single_threaded_children, suite_python
 
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
                              f"start can deadlock)")
-        row = get(task)
+        from ...task_registry import maniskill2_row
+
+        row = maniskill2_row(task) if maniskill == 2 and task.startswith("ms-") else get(task)
         self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
         suite = row.suite
         self.action_repeat = row.action_repeat if action_repeat is None else int(action_repeat)
@@ -88,7 +91,8 @@ class AsyncVecEnv:
         else:
             from .subprocess_vector import SubprocessVectorEnv
 
-            self.vec = SubprocessVectorEnv(task, self.num_envs, seed, suite_python(suite), action_repeat, episode_length)
+            venv = "maniskill2" if suite == "maniskill" and maniskill == 2 else suite
+            self.vec = SubprocessVectorEnv(task, self.num_envs, seed, suite_python(venv), action_repeat, episode_length)
         space = self.vec.single_observation_space
         self.obs_shape = tuple(space.shape)
         self.obs_dim = int(np.prod(space.shape))
