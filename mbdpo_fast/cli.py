@@ -84,7 +84,68 @@ def hydra_entry(cfg: DictConfig, run) -> None:
         if OmegaConf.is_missing(cfg, "work_dir"):
             cfg.work_dir = HydraConfig.get().runtime.output_dir
     with user_errors():
-        run(cfg)
+        if sweep_job(cfg):
+            run(cfg)
+
+
+def expand_task_sweep(argv: list[str]) -> list[str]:
+    """With -m/--multirun, `task=` values that name a task set (mt30, mt80) or a suite (dmcontrol,
+    metaworld, myosuite, maniskill; `<suite>-paper`: only the tasks the paper benchmarks) become
+    the tasks they stand for, so that each task is one job: task=mt30,mw-reach -> 31 jobs.
+    Other command lines are returned unchanged."""
+    from .task_registry import SUITES, TASK_SETS, names
+
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    out = []
+    for a in argv:
+        if a.startswith("task="):
+            tasks = []
+            for item in a[len("task="):].split(","):
+                suite, paper = (item[:-len("-paper")], True) if item.endswith("-paper") else (item, None)
+                if item in TASK_SETS:
+                    tasks += TASK_SETS[item]
+                elif suite in SUITES:
+                    tasks += names(suite=suite, paper=paper)
+                else:
+                    tasks.append(item)
+            a = "task=" + ",".join(dict.fromkeys(tasks))
+        out.append(a)
+    return out
+
+
+# Hydra's launchers that start every job on this machine (the SLURM ones get their GPUs from SLURM).
+LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher")
+
+
+def sweep_job(cfg: DictConfig) -> bool:
+    """In a Hydra multirun job (-m), make the sweep resumable and spread it over the GPUs; True when
+    the job has work to do. A run whose directory holds a checkpoint at its last step is finished
+    and skipped (False); one with an earlier checkpoint resumes (resume=true). With a local launcher
+    on a machine with several GPUs, device=auto|cuda becomes cuda:<job number mod GPUs>, which
+    Hydra's launchers do not do themselves. Outside multirun: True, nothing changed."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return True
+    ckpt = Path(cfg.work_dir) / CHECKPOINT_NAME
+    with open_dict(cfg):
+        if ckpt.exists():
+            step = load_checkpoint(ckpt)["trainer"]["step"]
+            if step >= cfg.steps:
+                print(f"{cfg.work_dir}: finished at step {step}; skipped")
+                return False
+            cfg.resume = True
+        launcher = str(hc.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        if cfg.device in ("auto", "cuda") and launcher in LOCAL_LAUNCHERS:
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if gpus > 1:
+                cfg.device = f"cuda:{hc.job.num % gpus}"
+    return True
 
 
 def check_writable(run_dir: Path) -> None:

@@ -8,11 +8,13 @@ resume=true continues from the checkpoint found there.
 """
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
+from .cli import expand_task_sweep, hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
 from .config import Config, apply_threads, register_schema, resolve_task, resolve_tasks
 from .envs import envs_per_task, make_env, make_eval_envs
 from .errors import ConfigError
@@ -74,6 +76,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    sys.argv = expand_task_sweep(sys.argv)
     precheck("config", Config, prepare)
     _main()
 

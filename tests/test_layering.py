@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model and environments", ("world_model", "planner", "agent", "cuda_graphs", "distributed", "envs")),
     ("data", ("data",)),
     ("training", ("trainers",)),
-    ("entry points", ("cli", "train", "pretrain", "finetune", "evaluate")),
+    ("entry points", ("cli", "train", "pretrain", "finetune", "evaluate", "results")),
 ]
 
 
