@@ -133,8 +133,10 @@ def sweep_job(cfg: DictConfig) -> bool:
     ckpt = Path(cfg.work_dir) / CHECKPOINT_NAME
     with open_dict(cfg):
         if ckpt.exists():
+            from .config import steps_of
+
             step = load_checkpoint(ckpt)["trainer"]["step"]
-            if step >= cfg.steps:
+            if step >= steps_of(cfg):
                 print(f"{cfg.work_dir}: finished at step {step}; skipped")
                 return False
             cfg.resume = True

@@ -75,6 +75,8 @@ class Config:
 
     # --- training schedule ---------------------------------------------------------------------
     steps: int = 1_000_000  # agent (environment) steps, summed over envs
+    suite_steps: list[str] = field(default_factory=list)  # per-suite budgets that replace `steps` for
+    #   that suite's tasks, as suite:steps items: suite_steps=[myosuite:500000] (a sweep over several suites)
     seed_steps: int = -1  # -1: max(1000, 5 * episode_length)
     batch_size: int = 256
     buffer_size: int = 1_000_000
@@ -409,8 +411,26 @@ def uses_pixels(cfg) -> bool:
     return cfg.get("obs", "state") == "rgb"
 
 
+def steps_of(cfg: DictConfig) -> int:
+    """The run's step budget: suite_steps[the task's suite] where set, else steps."""
+    budgets = {}
+    for item in cfg.get("suite_steps") or []:
+        suite, _, n = str(item).partition(":")
+        _require(n.strip().isdigit(), f"suite_steps item {item!r}: write suite:steps, e.g. myosuite:500000")
+        budgets[suite.strip()] = int(n)
+    unknown = set(budgets) - set(task_registry.SUITES)
+    _require(not unknown, f"suite_steps names {sorted(unknown)}: suites are {sorted(task_registry.SUITES)}")
+    if cfg.task in task_registry.TASKS and task_registry.suite_of(cfg.task) in budgets:
+        return int(budgets[task_registry.suite_of(cfg.task)])
+    return int(cfg.steps)
+
+
 def resolve_task(cfg: DictConfig) -> RunSpec:
     """resolve() for a single-task run of cfg.task, its dims and suite defaults from the task registry."""
+    if cfg.get("suite_steps"):
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.steps = steps_of(cfg)
     _require(cfg.get("maniskill", 3) in (2, 3), f"maniskill={cfg.get('maniskill')}: use 3 (ManiSkill3) or 2 (ManiSkill2)")
     if cfg.get("maniskill", 3) == 2 and cfg.task.startswith("ms-"):
         _require(cfg.env_backend == "dmc", "maniskill=2 runs on CPU workers: use env_backend=dmc")

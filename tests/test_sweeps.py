@@ -126,3 +126,47 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     for seed in SEEDS:
         assert [r["step"] for r in read(sweep / "pendulum-swingup" / f"s{seed}" / "eval.csv")] == ["0", "20"]
+
+
+def test_suite_budgets_replace_steps(tmp_path):
+    from helpers import compose_cfg
+
+    from mbdpo_fast.config import resolve_task
+    from mbdpo_fast.errors import ConfigError
+
+    budgets = "suite_steps=[myosuite:500,dmcontrol:300]"
+    assert resolve_task(compose_cfg(["task=cheetah-run", "steps=100", budgets], tmp_path)).steps == 300
+    assert resolve_task(compose_cfg(["task=mw-reach", "steps=100", budgets], tmp_path)).steps == 100
+    with pytest.raises(ConfigError, match="suite_steps names \\['dmc'\\]"):
+        resolve_task(compose_cfg(["task=cheetah-run", "suite_steps=[dmc:5]"], tmp_path))
+    with pytest.raises(ConfigError, match="write suite:steps"):
+        resolve_task(compose_cfg(["task=cheetah-run", "suite_steps=[dmcontrol]"], tmp_path))
+
+
+class _Job:
+    def __init__(self, num, launcher):
+        from hydra.types import RunMode
+
+        self.mode, self.job = RunMode.MULTIRUN, type("J", (), {"num": num})()
+        self.launcher = {"_target_": f"hydra_plugins.x.{launcher}"}
+
+
+@pytest.mark.parametrize("launcher,devices", [("JoblibLauncher", ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]),
+                                              ("SlurmLauncher", ["auto"] * 4)])
+def test_local_sweep_jobs_take_the_gpus_in_turn(tmp_path, monkeypatch, launcher, devices):
+    """Job k of a local launcher gets cuda:(k mod GPUs) on a 3-GPU machine (as the launchers do not);
+    SLURM's jobs keep device=auto (SLURM gives each its GPU). A finished run is skipped."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from mbdpo_fast.cli import sweep_job
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    got = []
+    for k in range(4):
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda k=k: _Job(k, launcher)))
+        cfg = OmegaConf.create({"device": "auto", "work_dir": str(tmp_path / f"j{k}"), "steps": 10, "resume": False})
+        assert sweep_job(cfg) and cfg.resume is False
+        got.append(cfg.device)
+    assert got == devices
