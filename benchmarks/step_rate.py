@@ -207,11 +207,11 @@ def bench_e2e(args, rows, name, variant):
             limit = [f"time_limit={args.e2e_seconds}", "steps=100000000"]
             if args.small:
                 # Small sizes stop after the seeding and skip + 2 rate windows instead of at a time limit,
-                # so that a slow or busy CPU still yields a rate (the limit, x10, only caps a stuck run).
+                # so that a slow or busy CPU still yields a rate (a few hundred steps: no cap needed).
                 cfg = compose_config(base, tmp)
                 E = cfg.num_envs
                 window = cfg.log_every * E if cfg.log_every > 0 else cfg.episode_length
-                limit = [f"time_limit={10 * args.e2e_seconds}", f"steps={cfg.seed_steps + (skip + 2) * window}"]
+                limit = ["time_limit=0", f"steps={cfg.seed_steps + (skip + 2) * window}"]
             cfg = compose_config(base + limit, tmp)
             summary = run(cfg)
             rate, n = steady_rate(Path(tmp) / "train.csv", cfg.seed_steps, skip)

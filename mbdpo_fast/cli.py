@@ -123,7 +123,8 @@ def sweep_job(cfg: DictConfig) -> bool:
     the job has work to do. A run whose directory holds a checkpoint at its last step is finished
     and skipped (False); one with an earlier checkpoint resumes (resume=true). With a local launcher
     on a machine with several GPUs, device=auto|cuda becomes cuda:<job number mod GPUs>, which
-    Hydra's launchers do not do themselves. Outside multirun: True, nothing changed."""
+    Hydra's launchers do not do themselves; joblib's parallel jobs split the CPU cores between them
+    (threads=0 -> cores / n_jobs). Outside multirun: True, nothing changed."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -141,6 +142,14 @@ def sweep_job(cfg: DictConfig) -> bool:
                 return False
             cfg.resume = True
         launcher = str(hc.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        if launcher == "JoblibLauncher" and not cfg.get("threads", 1):
+            # Jobs side by side share the cores: each takes its part (torch's CPU threads spin while
+            # they wait, so 2 jobs x all cores ran ~100x slower than one job on a 2-core machine).
+            import os
+
+            cores = len(os.sched_getaffinity(0))
+            n_jobs = int(hc.launcher.get("n_jobs", -1) or -1)
+            cfg.threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
         if cfg.device in ("auto", "cuda") and launcher in LOCAL_LAUNCHERS:
             import torch
 

@@ -45,8 +45,9 @@ class Config:
     task: str = "cheetah-run"
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch's intra-op threads on CPU; 0: the cores this process may run on (its CPU
-    #   affinity). On a machine shared with other jobs, set it to the cores that are free.
+    threads: int = 0  # torch's intra-op threads on CPU; 0: OMP_NUM_THREADS where set, else the cores this
+    #   process may run on (its CPU affinity). On a machine shared with other jobs, set it to the cores
+    #   that are free: torch's waiting threads spin, so two runs that each take every core slow down many-fold.
     exp_name: str = "default"
     work_dir: str = MISSING  # set by the entry point (Hydra's run dir)
     resume: bool = False
@@ -273,13 +274,15 @@ def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95, hi: 
 
 
 def apply_threads(spec: RunSpec) -> int:
-    """Set torch's intra-op threads for a CPU run (spec.threads, or 0: the cores in this process's CPU
-    affinity, which torch's own default ignores); returns the count. GPU runs keep torch's default."""
+    """Set torch's intra-op threads for a CPU run (spec.threads, or 0: OMP_NUM_THREADS where the
+    environment sets it, else the cores in this process's CPU affinity, which torch's own default
+    ignores); returns the count. GPU runs keep torch's default."""
     import os
 
     if resolve_device(spec.device).type != "cpu":
         return torch.get_num_threads()
-    n = spec.threads or len(os.sched_getaffinity(0))
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    n = spec.threads or (int(omp) if omp.isdigit() and int(omp) > 0 else len(os.sched_getaffinity(0)))
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
 

@@ -139,7 +139,7 @@ def _killed_and_resumed(tmp_path, args, when, name):
 
 @pytest.mark.slow
 def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_path):
-    """kill -9 right after the first checkpoint appears, and later mid-episode past it: after
+    """kill -9 right after the first checkpoint appears (while it may still be written): after
     resume=true the CSVs and the final step equal an uninterrupted run's (same command line)."""
     from mbdpo_fast.data.checkpoint import load_checkpoint
 
@@ -148,9 +148,8 @@ def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_
     assert p.returncode == 0, p.stderr[-2000:]
     rows = lambda d, f: read_csv(d / f) if f == "eval.csv" else \
         [(r["step"], r["episode_reward"], r["total_loss"]) for r in read_csv(d / f)]
-    train_rows = lambda d: len(read_csv(d / "train.csv")) if (d / "train.csv").exists() else 0
-    points = {"at_first_checkpoint": lambda d: (d / "checkpoint.pt").exists(),
-              "mid_episode_later": lambda d: train_rows(d) >= 3}
+    # (a kill later in the run, past the checkpoint, is test_resume_after_a_crash_past_a_checkpoint's case)
+    points = {"at_first_checkpoint": lambda d: (d / "checkpoint.pt").exists()}
     for name, when in points.items():
         d = _killed_and_resumed(tmp_path, args, when, name)
         assert rows(d, "eval.csv") == rows(tmp_path / "full", "eval.csv"), name
