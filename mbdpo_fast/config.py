@@ -437,9 +437,7 @@ def resolve_task(cfg: DictConfig) -> RunSpec:
     _require(cfg.get("maniskill", 3) in (2, 3), f"maniskill={cfg.get('maniskill')}: use 3 (ManiSkill3) or 2 (ManiSkill2)")
     if cfg.get("maniskill", 3) == 2 and cfg.task.startswith("ms-"):
         _require(cfg.env_backend == "dmc", "maniskill=2 runs on CPU workers: use env_backend=dmc")
-        row = task_registry.maniskill2_row(cfg.task)
-    else:
-        row = task_registry.get(cfg.task)
+    row = task_registry.get(cfg.task, cfg.get("maniskill", 3))
     return resolve(cfg, row.obs_dim, row.action_dim, row.action_repeat, row.episode_length)
 
 

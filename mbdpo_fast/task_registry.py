@@ -194,8 +194,12 @@ def suggest(name: str, known) -> str:
     return f" Did you mean {' or '.join(close)}?" if close else ""
 
 
-def get(name: str) -> Task:
-    """The registry row of a task; ConfigError (with a suggestion) for an unknown name."""
+def get(name: str, maniskill: int = 3) -> Task:
+    """The registry row of a task; ConfigError (with a suggestion) for an unknown name. maniskill=2:
+    an ms-* task's row in its ManiSkill2 version (the paper's; lift-cube included)."""
+    if maniskill == 2 and name in _MANISKILL2:
+        obs, act = _MANISKILL2[name]
+        return Task(name, "maniskill", obs, act, True)
     if name in REFUSED:
         raise ConfigError(REFUSED[name])
     try:
@@ -208,14 +212,6 @@ def names(suite: str | None = None, paper: bool | None = None, mjx: bool | None 
     """Task names in table order, optionally only those of a suite / of the paper's benchmark / on MJX."""
     return [t.name for t in TASKS.values() if (suite is None or t.suite == suite)
             and (paper is None or t.paper == paper) and (mjx is None or t.mjx == mjx)]
-
-
-def maniskill2_row(name: str) -> Task:
-    """The registry row of an ms-* task in its ManiSkill2 version (maniskill=2)."""
-    if name not in _MANISKILL2:
-        raise ConfigError(f"maniskill=2 is for the ManiSkill tasks {sorted(_MANISKILL2)}, not {name!r}")
-    obs, act = _MANISKILL2[name]
-    return Task(name, "maniskill", obs, act, True)
 
 
 def suite_of(name: str) -> str:

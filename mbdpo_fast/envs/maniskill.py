@@ -25,10 +25,9 @@ from ..errors import ConfigError
 class ManiSkillVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 100,
                  device: str | torch.device = "cuda"):
-        from .cpu.suites import MANISKILL3_SPARSE, MANISKILL_IDS, _inert_render_materials, import_maniskill
+        from .cpu.suites import MANISKILL_IDS, import_maniskill, make_maniskill3
 
         try:
-            import gymnasium as gym
             import_maniskill()
         except ImportError as exc:
             raise ConfigError(f"env_backend=maniskill runs ManiSkill3 in this process, which cannot import it "
@@ -46,11 +45,7 @@ class ManiSkillVecEnv:
         else:
             raise ConfigError(f"env_backend=maniskill on a CPU simulates one environment per process "
                               f"(num_envs={self.num_envs}): use env_backend=dmc, whose workers run one each")
-        _, ms3_id, control = MANISKILL_IDS[task]
-        _inert_render_materials()
-        reward = "sparse" if task in MANISKILL3_SPARSE else "normalized_dense"
-        self._env = gym.make(ms3_id, num_envs=self.num_envs, obs_mode="state", control_mode=control,
-                             reward_mode=reward, sim_backend=sim, render_backend="none").unwrapped
+        self._env = make_maniskill3(task, self.num_envs, sim)
         if self.device.type == "cuda" and torch.device(self._env.device) != torch.device("cuda", self.device.index or 0):
             raise ConfigError(f"ManiSkill simulates on {self._env.device}, the run's device is {self.device}: "
                               f"select the GPU with CUDA_VISIBLE_DEVICES")

@@ -142,6 +142,18 @@ def import_maniskill() -> None:
     import mani_skill.envs  # noqa: F401
 
 
+def make_maniskill3(task: str, num_envs: int, sim_backend: str, **kwargs):
+    """ManiSkill3's environment of an ms-* task (unwrapped): state observations, the reference's
+    controller, normalized_dense reward (sparse for MANISKILL3_SPARSE), nothing rendered."""
+    import gymnasium as gym
+
+    _, ms3_id, control = MANISKILL_IDS[task]
+    _inert_render_materials()
+    reward = "sparse" if task in MANISKILL3_SPARSE else "normalized_dense"
+    return gym.make(ms3_id, num_envs=num_envs, obs_mode="state", control_mode=control, reward_mode=reward,
+                    sim_backend=sim_backend, render_backend="none", **kwargs).unwrapped
+
+
 def _inert_render_materials() -> None:
     """ManiSkill3's tasks create sapien.render.RenderMaterial objects even when nothing is rendered
     (render_backend="none"), and creating one fails without a Vulkan rendering device. Where that
@@ -206,16 +218,12 @@ class ManiSkillEnv(_SuiteAdapter):
                     raise AssetError(f"{task} ({ms3_id}) needs ManiSkill's {asset!r} assets, which are not on this "
                                      f"machine: download them with `{sys.executable} -m mani_skill.utils.download_asset "
                                      f"{asset}` (under MS_ASSET_DIR, default ~/.maniskill/data)")
-            _inert_render_materials()
-            reward = "sparse" if task in MANISKILL3_SPARSE else "normalized_dense"
-            env = gym.make(ms3_id, num_envs=1, obs_mode="state", control_mode=control, reward_mode=reward,
-                           sim_backend="cpu", render_backend="none", max_episode_steps=max_steps)
+            self._env = make_maniskill3(task, 1, "cpu", max_episode_steps=max_steps)
         else:
             import mani_skill2.envs  # noqa: F401
 
-            env = gym.make(ms2_id, obs_mode="state", control_mode=control, reward_mode="normalized_dense",
-                           max_episode_steps=max_steps)
-        self._env = env.unwrapped
+            self._env = gym.make(ms2_id, obs_mode="state", control_mode=control, reward_mode="normalized_dense",
+                                 max_episode_steps=max_steps).unwrapped
         self._seed = seed
         self._init_dims()
 
@@ -254,9 +262,7 @@ def make_suite_env(task: str, seed: int, action_repeat: int | None = None, episo
     unless given): TimeLimit(ActionRepeat(adapter, action_repeat), episode_length); pixels (the
     dm_control tasks of task_registry.PIXEL_CAMERAS): stacked RGB frames rendered after each
     repeated action, TimeLimit(PixelObservation(ActionRepeat(...)), episode_length)."""
-    from ...task_registry import maniskill2_row
-
-    row = maniskill2_row(task) if task in MANISKILL_IDS and maniskill_version() == 2 else get(task)
+    row = get(task, maniskill_version() if task in MANISKILL_IDS else 3)
     repeat = row.action_repeat if action_repeat is None else int(action_repeat)
     length = row.episode_length if episode_length is None else int(episode_length)
     stop = None

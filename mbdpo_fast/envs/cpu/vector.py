@@ -67,9 +67,7 @@ class AsyncVecEnv:
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r} is refused: use forkserver or spawn (forking after JAX/CUDA "
                              f"start can deadlock)")
-        from ...task_registry import maniskill2_row
-
-        row = maniskill2_row(task) if maniskill == 2 and task.startswith("ms-") else get(task)
+        row = get(task, maniskill)
         self.task, self.num_envs, self.device = task, int(num_envs), torch.device(device)
         suite = row.suite
         self.action_repeat = row.action_repeat if action_repeat is None else int(action_repeat)
