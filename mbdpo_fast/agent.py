@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from . import functional as fn
 from .batch import Batch
 from .config import RunSpec, discount_for, resolve_device
+from .cpu_threads import ThreadTuner
 from .diffusion import mc_score, sample_candidates, weight_all
-from .planner import DiffusionPlanner, imagined_value
+from .planner import DiffusionPlanner, compile_options, imagined_value
 from .world_model import WorldModel
 
 
@@ -36,14 +37,19 @@ class MBDPO:
             warnings.warn(f"cudagraphs=true has no effect on device {self.device}: CUDA graphs need a CUDA device, "
                           f"so the planner and the update run eagerly", stacklevel=2)
         self.bf16_update = bool(cfg.bf16_update)
-        # Captured optimiser steps need their step counters on the device (capturable=True).
+        self.fused_update = bool(cfg.get("fused_update", False))
+        # Captured optimiser steps need their step counters on the device (capturable=True). A
+        # compiled update on a CPU steps Adam as one fused kernel per parameter group.
         capturable = self.use_graphs
+        fused = True if cfg.compile and self.device.type == "cpu" else None
         self.optim = torch.optim.Adam([
             {"params": self.model.encoder_parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": self.model.model_parameters(), "lr": cfg.lr},
-        ], lr=cfg.lr, capturable=capturable)
-        self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5, capturable=capturable)
+        ], lr=cfg.lr, capturable=capturable, fused=fused)
+        self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5, capturable=capturable,
+                                         fused=fused)
         self.planner = DiffusionPlanner(cfg, self.model, discounts)
+        self.threads = ThreadTuner.for_run(cfg, self.device)  # threads=0 on a CPU: timed and tuned
         sch = self.planner.schedule
         self._abar = torch.tensor(sch.abar, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float32)
@@ -53,8 +59,12 @@ class MBDPO:
         self._graphs: dict = {}
         self._dist = None  # DistContext once `enable_ddp` wrapped the losses
         self._wm_loss, self._pi_loss = self.world_model_losses, self.pi_loss
+        if cfg.compile:  # the two losses, forward and backward; the optimiser steps stay outside the graphs
+            options = compile_options(self.device)
+            self._wm_loss = torch.compile(self.world_model_losses, **options)
+            self._pi_loss = torch.compile(self.pi_loss, **options)
         self._graphed_update = None
-        self._update_fn = torch.compile(self.update_step) if cfg.compile else self.update_step
+        self._update_fn = self.update_step
         self.model.eval()
 
     def code_paths(self) -> dict[str, str]:
@@ -68,9 +78,10 @@ class MBDPO:
             planner = "triton " + ("fused rollout" if p.rollouts.fused else "kernels") + \
                 (" (interpreted)" if interpreting() and self.device.type != "cuda" else "")
         else:
-            planner = "torch " + ("compiled" if p.compiled else "eager")
+            planner = "torch " + ("grouped " if p.cfg_fused else "") + ("compiled" if p.compiled else "eager")
         graphs = " +cudagraphs" if self.use_graphs else ""
-        update = ("compiled" if self.cfg.compile else "eager") + (" bf16" if self.bf16_update else " fp32")
+        update = ("fused " if self.fused_update else "") + ("compiled" if self.cfg.compile else "eager") + \
+            (" bf16" if self.bf16_update else " fp32")
         return {"planner": f"{planner} {'bf16' if p.bf16 else 'fp32'}{graphs}", "update": update + graphs}
 
     # ----------------------------------------------------------------------------------------
@@ -85,7 +96,8 @@ class MBDPO:
                 from .cuda_graphs import GraphedAct
                 self._graphs[key] = GraphedAct(self, obs.shape[0], eval_mode)
             return self._graphs[key](obs, plan, first)
-        return self.plan_eager(obs, plan, first, task, eval_mode)
+        with self.threads.timed("plan"):
+            return self.plan_eager(obs, plan, first, task, eval_mode)
 
     @torch.no_grad()
     def plan_eager(self, obs, plan, first=None, task=None, eval_mode=False):
@@ -118,7 +130,11 @@ class MBDPO:
             a_pos = reference_pairing(a_pos)
             if task is not None:
                 task = reference_pairing(task.view(1, -1).expand(a_pos.shape[0], -1))
-        f_pos = m.energy(z, a_pos, task)
+        # fused_update: the five evaluations of F share their latent part (energy_latent_part),
+        # positives and negatives are one call; the reference evaluates F five times in full.
+        part = m.energy_latent_part(z, task) if self.fused_update else None
+        if not self.fused_update:
+            f_pos = m.energy(z, a_pos, task)
         with torch.no_grad():
             a_pi, _ = m.pi(z, task, with_info=False)
             center = a_pi if hp.energy_neg_center == "policy" else a_pos
@@ -128,10 +144,16 @@ class MBDPO:
             if mask is not None:
                 a_noisy, a_unif = a_noisy * mask, a_unif * mask
             cands = torch.stack([a_pi, a_noisy, a_unif])  # [3, H, B, A]
-            f_cands = m.energy(z.unsqueeze(0).expand(3, *z.shape), cands, task)  # [3, H, B, 1]
+            if self.fused_update:
+                f_cands = m.energy_from_latent_part(part.detach(), cands)
+            else:
+                f_cands = m.energy(z.unsqueeze(0).expand(3, *z.shape), cands, task)  # [3, H, B, 1]
             pick = f_cands.argmax(0, keepdim=True).expand(1, *a_pos.shape)
             a_neg = torch.gather(cands, 0, pick).squeeze(0)
-        f_neg = m.energy(z, a_neg, task)
+        if self.fused_update:
+            f_pos, f_neg = m.energy_from_latent_part(part, torch.stack([a_pos, a_neg])).unbind(0)
+        else:
+            f_neg = m.energy(z, a_neg, task)
         loss = 0.5 * (F.binary_cross_entropy_with_logits(f_pos, torch.ones_like(f_pos))
                       + F.binary_cross_entropy_with_logits(f_neg, torch.zeros_like(f_neg)))
         return loss, torch.cat([f_pos, f_neg]).detach().flatten()
@@ -214,7 +236,8 @@ class MBDPO:
                 from .cuda_graphs import GraphedUpdate
                 self._graphed_update = GraphedUpdate(self, batch)
             return self._graphed_update(batch)
-        return self._update_fn(batch.obs, batch.action, batch.reward, batch.terminated, batch.task)
+        with self.threads.timed("update"):
+            return self._update_fn(batch.obs, batch.action, batch.reward, batch.terminated, batch.task)
 
     def _autocast(self, enabled: bool | None = None):
         enabled = self.bf16_update if enabled is None else enabled
@@ -261,8 +284,10 @@ class MBDPO:
         return total, parts, zs
 
     def update_step(self, obs, action, reward, term, task=None) -> dict[str, torch.Tensor]:
-        """The update on batch tensors (time-major, see the module docstring): the eager path, and
-        the function that `compile` compiles and `cudagraphs` captures."""
+        """The update on batch tensors (time-major, see the module docstring): what `cudagraphs`
+        captures. With compile=true its two losses (world model and policy prior, forward and
+        backward) run compiled; the optimiser steps, gradient clipping and Polyak update run
+        around them."""
         m = self.model
         m.train()
         with self._autocast():

@@ -158,11 +158,15 @@ class Config:
 
     # --- speed flags (each benchmarked against the path without it) -----------------------------
     cudagraphs: bool = False  # replay the planner call and the update from captured CUDA graphs (CUDA only)
-    compile: bool = False  # torch.compile the update and the planner's denoising step
+    compile: bool = False  # torch.compile the update's losses (forward and backward) and the planner's denoising
+    #   step, once per shape; the compiled model's Mish from one exponential; on a CPU Adam's fused step
     bf16_plan: bool = False  # bf16 autocast in the planner (matmuls in bf16, accumulation in fp32)
     bf16_update: bool = False  # bf16 autocast in the update's forward passes
+    fused_update: bool = False  # the update's energy loss evaluates F's latent part once for its five
+    #   action sets (positives, three negative candidates, hard negatives) instead of five times
     kernels: str = "torch"  # planner hot path: torch (reference) | triton (fused kernels, CUDA or TRITON_INTERPRET=1)
-    fused_rollout: bool = False  # kernels=triton: a denoising step's rollout as a few head-group kernels (3H + 3 launches)
+    fused_rollout: bool = False  # a denoising step's rollout by head groups (the heads that read one input as one
+    #   matrix product, z0's part once per plan): kernels=triton as 3H + 3 kernels, kernels=torch in PyTorch ops
 
     # --- multi-task, offline pretraining, fine-tuning ------------------------------------------
     tasks: list[str] = field(default_factory=list)  # multi-task list (set names mt30/mt80 expand); [] with
@@ -388,7 +392,6 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
         elif cfg.task_dim < 0:
             cfg.task_dim = task_registry.default_task_dim(list(cfg.tasks))
     _require(cfg.kernels in ("torch", "triton"), f"kernels={cfg.kernels!r}: use torch or triton")
-    _require(not cfg.fused_rollout or cfg.kernels == "triton", "fused_rollout=true needs kernels=triton")
     _require(cfg.num_envs >= 1, f"num_envs={cfg.num_envs} must be >= 1")
     _require(cfg.updates_per_step >= 0 and (cfg.log_every >= 1 or cfg.log_every == -1),
              "updates_per_step must be >= 0 and log_every >= 1 (or -1)")

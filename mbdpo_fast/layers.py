@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .functional import simnorm
+from .functional import mish_exp, simnorm
 
 
 class SimNorm(nn.Module):
@@ -20,6 +20,24 @@ class SimNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"group={self.group}"
+
+
+class MishExp(nn.Module):
+    """Mish from one exponential (functional.mish_exp), what compiled graphs use: Inductor turns
+    torch's Mish into tanh and log1p, which cost about 5x more per element on a CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mish_exp(x)
+
+
+def use_mish_exp(module: nn.Module) -> None:
+    """Switch every Mish in `module` (NormedLinear activations, EnsembleMLP hidden layers) to
+    MishExp. Parameters and state dict are unchanged (the activations have none)."""
+    for m in module.modules():
+        if isinstance(m, NormedLinear) and isinstance(m.act, nn.Mish):
+            m.act = MishExp()
+        elif isinstance(m, EnsembleMLP):
+            m.mish = mish_exp
 
 
 class NormedLinear(nn.Linear):
@@ -63,6 +81,7 @@ class EnsembleMLP(nn.Module):
         super().__init__()
         self.num = num
         self.dropout = dropout
+        self.mish = F.mish  # the hidden layers' activation (use_mish_exp switches it)
         dims = [in_dim, *hidden, out_dim]
         self.weights = nn.ParameterList([nn.Parameter(torch.empty(num, dims[i], dims[i + 1])) for i in range(len(dims) - 1)])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(num, dims[i + 1])) for i in range(len(dims) - 1)])
@@ -91,7 +110,7 @@ class EnsembleMLP(nn.Module):
                 if i == 0 and self.dropout > 0:
                     h = F.dropout(h, self.dropout, self.training)
                 h = F.layer_norm(h, h.shape[-1:]) * gs[i].unsqueeze(1) + betas[i].unsqueeze(1)
-                h = F.mish(h)
+                h = self.mish(h)
         return h.reshape(n, *lead, h.shape[-1])
 
 

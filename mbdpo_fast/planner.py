@@ -16,6 +16,17 @@ from .diffusion import DiffusionSchedule, sample_candidates, score_update, weigh
 from .world_model import WorldModel
 
 
+def compile_options(device: torch.device) -> dict:
+    """torch.compile's keyword arguments for the plan and the update on `device`. On a CPU:
+    Inductor's C++ wrapper (a compiled graph calls its kernels and MKL from C++ rather than
+    Python), and random numbers from torch's own generators (fallback_random: Inductor's in-graph
+    generator made dropout 5x slower than eager on a CPU, and torch's are the eager path's
+    numbers)."""
+    if torch.device(device).type != "cpu":
+        return {}
+    return {"options": {"cpp_wrapper": True, "fallback_random": True}}
+
+
 def discount_tensor(discounts: list[float], device) -> torch.Tensor:
     return torch.tensor(discounts, dtype=torch.float32, device=device)
 
@@ -92,6 +103,18 @@ class TorchRollouts:
                               noise["pi_value"].reshape(E * N, -1), noise["heads"])
         return values.view(E, N), cand
 
+    def denoise_step(self, cand, ctx, noise, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None,
+                     seed=None):
+        """One denoising step: `step_values`, then `elite_score` (see both) -> (new x, elite
+        average, the next step's candidates or None)."""
+        values, cand = self.step_values(cand, ctx, noise)
+        return self.elite_score(values, cand, x, abar, alpha, num_elites, temperature, next_abar, eps, seed)
+
+    def compiled_denoise_step(self, options: dict):
+        """denoise_step under torch.compile with these keyword arguments (compile=true): one graph
+        for the steps with a next one, one for the last."""
+        return torch.compile(self.denoise_step, **options)
+
     def _policy_rollout(self, z, horizon, task, eps):
         return policy_rollout(self.model, z, horizon, task, eps=eps)
 
@@ -105,6 +128,48 @@ class TorchRollouts:
         x = score_update(x, target, abar, alpha)
         nxt = sample_candidates(x, next_abar, cand.shape[1], eps=eps) if next_abar is not None else None
         return x, target, nxt
+
+
+class GroupedRollouts(TorchRollouts):
+    """The head-group rollout in PyTorch (kernels=torch, fused_rollout=true; grouped_rollout.py):
+    the reference's values from fewer matrix products and elementwise passes. compile=true
+    compiles its step (`rollout_values`); the two Q heads of a step are gathered before it,
+    eagerly. Elite weighting and the score update as the reference."""
+
+    def __init__(self, model: WorldModel, num_samples: int, num_pi_trajs: int, eta: float, episodic: bool):
+        from . import grouped_rollout
+
+        super().__init__(model, num_samples, num_pi_trajs, eta, episodic)
+        self._grouped = grouped_rollout
+        self._step = self._values_and_elites
+        self.constants = grouped_rollout.StepConstants(
+            float(eta), bool(episodic), model.energy_clip, model.log_std_min, model.log_std_max,
+            int(model.dynamics[-1].act.group))
+
+    def prepare(self, z0, task, gamma_env, mask):
+        return self._grouped.prepare(self.model.rollout_nets(), z0, task, gamma_env, mask, self.N, self.P)
+
+    def step_values(self, cand, ctx, noise):
+        E, N, H, A = cand.shape
+        q = self._grouped.select_q_heads(ctx, noise["heads"])
+        return self._grouped.rollout_values(ctx, q, cand, noise["pi_roll"].reshape(H, E, self.P, A),
+                                            noise["pi_value"], self.constants)
+
+    def denoise_step(self, cand, ctx, noise, x, abar, alpha, num_elites, temperature, next_abar=None, eps=None,
+                     seed=None):
+        E, N, H, A = cand.shape
+        q = self._grouped.select_q_heads(ctx, noise["heads"])  # eagerly: a copy of two heads' rows
+        return self._step(ctx, q, cand, noise["pi_roll"].reshape(H, E, self.P, A), noise["pi_value"], x, abar, alpha,
+                          num_elites, temperature, next_abar, eps)
+
+    def _values_and_elites(self, ctx, q, cand, eps_pi, eps_val, x, abar, alpha, num_elites, temperature, next_abar,
+                           eps):
+        values, cand = self._grouped.rollout_values(ctx, q, cand, eps_pi, eps_val, self.constants)
+        return self.elite_score(values, cand, x, abar, alpha, num_elites, temperature, next_abar, eps)
+
+    def compiled_denoise_step(self, options: dict):
+        self._step = torch.compile(self._values_and_elites, **options)
+        return self.denoise_step
 
 
 class TritonRollouts(TorchRollouts):
@@ -178,11 +243,14 @@ class DiffusionPlanner:
 
         self.kernels = resolve_backend(str(cfg.get("kernels", "torch")), device)
         args = (model, self.num_samples, self.num_pi_trajs, self.eta, self.episodic)
-        self.rollouts = TorchRollouts(*args) if self.kernels == "torch" else \
-            TritonRollouts(*args, torch.bfloat16 if self.bf16 else torch.float32, bool(cfg.get("fused_rollout", False)))
+        fused = self.cfg_fused = bool(cfg.get("fused_rollout", False))
+        if self.kernels == "triton":
+            self.rollouts = TritonRollouts(*args, torch.bfloat16 if self.bf16 else torch.float32, fused)
+        else:
+            self.rollouts = GroupedRollouts(*args) if fused else TorchRollouts(*args)
         self.compiled = bool(cfg.compile) and self.kernels == "torch"
-        self._values_fn = torch.compile(self.rollouts.step_values) if self.compiled else self.rollouts.step_values
-        self._elite_fn = torch.compile(self.rollouts.elite_score) if self.compiled else self.rollouts.elite_score
+        options = compile_options(device)
+        self._step_fn = self.rollouts.compiled_denoise_step(options) if self.compiled else self.rollouts.denoise_step
         self._abar_t = torch.tensor(self.schedule.abar, dtype=torch.float32, device=device)
         self._alpha_t = torch.tensor(self.schedule.alphas, dtype=torch.float32, device=device)
 
@@ -258,7 +326,7 @@ class DiffusionPlanner:
             noise = noise_fn(K - 1, E)
             cand = sample_candidates(x, level(K - 1), N, eps=noise["cand"])
             for tau in range(K - 1, 0, -1):
-                values, cand = self._values_fn(cand, ctx, noise)
+                # the next step's random numbers (the values draw none, so the order is the reference's)
                 nxt = eps = seed = None
                 if tau > 1:
                     nxt = self.draw_noise(E, x.device, candidates=False) if kernel_noise else noise_fn(tau - 1, E)
@@ -266,9 +334,9 @@ class DiffusionPlanner:
                         seed = torch.randint(0, 2**31 - 1, (1,), device=x.device)
                     else:
                         eps = nxt["cand"]
-                x, target, cand = self._elite_fn(values, cand, x, level(tau), alpha(tau), self.num_elites,
-                                                 self.temperature, next_abar=level(tau - 1) if tau > 1 else None,
-                                                 eps=eps, seed=seed)
+                x, target, cand = self._step_fn(cand, ctx, noise, x, level(tau), alpha(tau), self.num_elites,
+                                                self.temperature, next_abar=level(tau - 1) if tau > 1 else None,
+                                                eps=eps, seed=seed)
                 if return_info:
                     info["targets"].append(target)
                     info["x"].append(x)

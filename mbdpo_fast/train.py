@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> dict:
     resume_or_start(trainer, ckpt, spec.resume)
     return train_and_report(trainer, spec, f"task {spec.task} | model_size {spec.model_size} "
                             f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} "
-                            f"({threads} threads) | envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
+                            f"({trainer.agent.threads.describe() if trainer.device.type == 'cpu' else f'{threads} threads'}) | envs {spec.num_envs} x {spec.env_backend} | discount {spec.discount} "
                             f"| seed_steps {spec.seed_steps} | planner {trainer.agent.code_paths()['planner']} | run dir {work_dir}")
 
 

@@ -10,12 +10,13 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from . import functional as fn
 from .config import RunSpec, uses_pixels
 from .kernels.interface import RolloutNets
-from .layers import EnsembleMLP, PixelEncoder, SimNorm, mlp
+from .layers import EnsembleMLP, PixelEncoder, SimNorm, mlp, use_mish_exp
 
 
 class WorldModel(nn.Module):
@@ -67,6 +68,8 @@ class WorldModel(nn.Module):
         self._init_weights()
         self.target_qs = copy.deepcopy(self.qs).requires_grad_(False)
         self.target_qs.train(False)
+        if cfg.get("compile", False):  # what compiled graphs run fast: Mish from one exponential
+            use_mish_exp(self)
 
         self.register_buffer("bins", fn.bin_centers(cfg.num_bins, cfg.vmin, cfg.vmax))
         # Running statistics of F's logits (momentum cfg.energy_momentum) and of the Q scale S.
@@ -158,6 +161,24 @@ class WorldModel(nn.Module):
         f = (self.energy(z, a, task) - self.energy_mu) / self.energy_sigma
         return f.clamp(-self.energy_clip, self.energy_clip)
 
+    def energy_latent_part(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """The part of F's first layer that does not read the action: W_z z (+ W_task e) + b,
+        z [..., L] -> [..., M1]. `energy_from_latent_part` completes F for any actions on these
+        latents, so that F at several actions per latent multiplies z once."""
+        net, L = self.energy_head[0], self.latent_dim
+        part = F.linear(z, net.weight[:, :L], net.bias)
+        if self.multitask:
+            e = self.task_emb(task.long())
+            part = part + F.linear(e, net.weight[:, L + self.action_dim:])
+        return part
+
+    def energy_from_latent_part(self, part: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """F's logits [..., 1] from `energy_latent_part` [..., M1] and actions a [..., A] (leading
+        dims broadcast against part's): equal to energy(z, a, task)."""
+        first, L = self.energy_head[0], self.latent_dim
+        h = first.act(first.ln(part + F.linear(a, first.weight[:, L:L + self.action_dim])))
+        return self.energy_head[2](self.energy_head[1](h))
+
     def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         if self.termination_head is None:
             raise RuntimeError("termination head exists only for episodic tasks (episodic=true)")
@@ -182,17 +203,13 @@ class WorldModel(nn.Module):
         log_prob cancels; the closed form here equals it to a relative 1e-8 / |log_prob| and has no
         pole where log_prob = -1e-8. With entropy_tanh_correction=true: -(A_eff * gauss - sum log(1 -
         tanh(u)^2)) over the unmasked dims, the scaled log-likelihood of the squashed action."""
-        mean, raw_log_std = raw.chunk(2, dim=-1)
-        log_std = fn.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
-        eps = torch.randn_like(mean) if eps is None else eps
+        A = raw.shape[-1] // 2
+        eps = torch.randn(*raw.shape[:-1], A, device=raw.device, dtype=raw.dtype) if eps is None else eps
         mask = self.action_mask(task)
         if mask is not None:
-            mask = mask.expand_as(mean)
-            mean, log_std, eps = mean * mask, log_std * mask, eps * mask
-            dims = mask.sum(-1, keepdim=True)
-        else:
-            dims = float(mean.shape[-1])
-        pre_tanh = mean + eps * log_std.exp()
+            mask = mask.expand(*raw.shape[:-1], A)
+        pre_tanh, mean, log_std, eps = fn.policy_pre_tanh(raw, eps, mask, self.log_std_min, self.log_std_max)
+        dims = mask.sum(-1, keepdim=True) if mask is not None else float(A)
         if not with_info:  # the same action; no log-probability, entropy or mean (unused by the planner)
             return torch.tanh(pre_tanh), None
         if self.entropy_tanh_correction:

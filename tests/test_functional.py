@@ -108,3 +108,29 @@ def test_sinusoidal_embedding():
     torch.testing.assert_close(odd[0, :6], fn.sinusoidal_embedding(torch.tensor([2.0]), 6)[0])
 
 
+
+
+def test_mish_from_one_exponential_equals_torch_mish():
+    """functional.mish_exp against float64 Mish over the whole fp32 range that matters (and its
+    extremes), values and gradients; torch's own fp32 Mish is held to the same bounds."""
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.randn(100_000) * 4,
+                   torch.tensor([0.0, -0.0, 19.99, 20.0, 20.01, 88.0, 89.0, -88.0, 1e30, -1e30])])
+    ref = torch.nn.functional.mish(x.double())
+    got = fn.mish_exp(x)
+    assert torch.isfinite(got).all()
+    err = (got.double() - ref).abs()
+    assert (err <= 2e-6 + 3e-7 * ref.abs()).all(), float((err / (ref.abs() + 1e-30)).max())
+    xg = x[(x.abs() < 50)].clone().requires_grad_(True)
+    fn.mish_exp(xg).sum().backward()
+    xd = xg.detach().double().requires_grad_(True)
+    torch.nn.functional.mish(xd).sum().backward()
+    assert ((xg.grad.double() - xd.grad).abs() <= 1e-5).all()
+
+
+def test_policy_pre_tanh_masks_the_padded_dims():
+    raw, eps = torch.randn(4, 6), torch.randn(4, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0]]).expand(4, 3)
+    pre, mean, log_std, e = fn.policy_pre_tanh(raw, eps, mask, -10.0, 2.0)
+    assert (pre[:, 2] == 0).all() and (mean[:, 2] == 0).all() and (log_std[:, 2] == 0).all() and (e[:, 2] == 0).all()
+    want = raw[:, :2] + eps[:, :2] * fn.squash_log_std(raw[:, 3:5], -10.0, 2.0).exp()
+    torch.testing.assert_close(pre[:, :2], want)

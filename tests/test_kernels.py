@@ -214,8 +214,11 @@ def test_backend_resolution():
     assert resolve_backend("torch", torch.device("cpu")) == "torch"
     with pytest.raises(ValueError, match="kernels="):
         resolve_backend("cutlass", torch.device("cpu"))
-    with pytest.raises(Exception, match="fused_rollout=true needs kernels=triton"):
-        tiny_config(fused_rollout=True)
+    # fused_rollout picks the head-group rollout of either backend: Triton's kernels or PyTorch's ops
+    from mbdpo_fast.planner import GroupedRollouts
+
+    cfg = tiny_config(fused_rollout=True)
+    assert isinstance(DiffusionPlanner(cfg, WorldModel(cfg)).rollouts, GroupedRollouts)
 
 
 def test_triton_on_cpu_without_interpreter_falls_back(monkeypatch):

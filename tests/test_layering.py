@@ -11,10 +11,11 @@ PKG = Path(__file__).resolve().parents[1] / "mbdpo_fast"
 # Lowest first. A module belongs to the first layer with a prefix it matches (a prefix names a
 # module or a subpackage, e.g. "kernels" is mbdpo_fast.kernels and everything in it).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("__init__", "errors", "task_registry", "batch", "functional", "diffusion")),
+    ("foundations", ("__init__", "errors", "task_registry", "batch", "functional", "diffusion", "cpu_threads")),
     ("kernels and layers", ("kernels", "layers")),
     ("configuration", ("config",)),
-    ("model and environments", ("world_model", "planner", "agent", "cuda_graphs", "distributed", "envs")),
+    ("model and environments", ("world_model", "planner", "grouped_rollout", "agent", "cuda_graphs", "distributed",
+                                "envs")),
     ("data", ("data",)),
     ("training", ("trainers",)),
     ("entry points", ("cli", "train", "pretrain", "finetune", "evaluate", "results")),

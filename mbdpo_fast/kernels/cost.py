@@ -107,3 +107,113 @@ def plan_cost(launches) -> Cost:
     for launch in launches:
         total = total + launch_cost(launch)
     return total
+
+
+# ------------------------------------------------------------------------------------------------
+# Closed-form matrix FLOPs of a whole plan call and of an update, per code path (any device): what
+# the CPU roofline (benchmarks/cpu_roofline.py) divides by the measured time. Counted like
+# torch.utils.flop_counter (2 x rows x in x out per matrix product, forward and backward; the
+# tests compare the two on the paths that run).
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The widths the FLOP counts read from a run spec: observation (plus task embedding) width,
+    action dims A, latent L, hidden M, two-hot bins NB, task embedding TD, encoder hidden widths,
+    Q heads, episodic."""
+    obs: int
+    A: int
+    L: int
+    M: int
+    NB: int
+    TD: int
+    enc: tuple[int, ...]
+    num_q: int
+    episodic: bool
+
+    @classmethod
+    def of(cls, cfg) -> "ModelDims":
+        enc = (int(cfg.enc_dim),) * max(int(cfg.num_enc_layers) - 1, 1)
+        return cls(int(cfg.obs_dim), int(cfg.action_dim), int(cfg.latent_dim), int(cfg.mlp_dim), int(cfg.num_bins),
+                   int(cfg.task_dim), enc, int(cfg.num_q), bool(cfg.episodic))
+
+    def mlp(self, k_in: int, out: int) -> int:
+        """Multiply-adds per row of a two-hidden-layer head: k_in -> M -> M -> out."""
+        return k_in * self.M + self.M * self.M + self.M * out
+
+    def encoder(self) -> int:
+        dims = [self.obs + self.TD, *self.enc, self.L]
+        return sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def plan_flops(cfg, envs: int, grouped: bool = False) -> float:
+    """Matrix FLOPs of one planner call for `envs` environments: the encoder, then K-1 denoising
+    steps (N candidates, P policy rows per environment, horizon H). grouped=False: the reference
+    path (planner.TorchRollouts: every head on every row, the policy rollouts' own dynamics);
+    grouped=True: grouped_rollout.py (t = 0 multiplies only the action columns, the policy at z0
+    once per environment and plan, the policy rows reuse the value rollout's latents; the task's
+    columns are per-environment biases computed once per plan)."""
+    d = ModelDims.of(cfg)
+    E, N, P, H, K = envs, int(cfg.num_samples), int(cfg.num_pi_trajs), int(cfg.horizon), int(cfg.diffusion_steps)
+    L, A, M, NB, TD = d.L, d.A, d.M, d.NB, d.TD
+    rows = E * N
+    step_heads = d.mlp(L + A + TD, L) + d.mlp(L + A + TD, NB) + d.mlp(L + A + TD, 1)
+    term = d.mlp(L + TD, 1) if d.episodic else 0
+    final = d.mlp(L + TD, 2 * A) + 2 * d.mlp(L + A + TD, NB)
+    if not grouped:
+        per_row = H * (step_heads + term) + final
+        per_pi_row = H * d.mlp(L + TD, 2 * A) + (H - 1) * d.mlp(L + A + TD, L)
+        step = rows * per_row + E * P * per_pi_row
+        once = 0
+    else:
+        later = M * M + M * L + M * M + M * NB + M * M + M  # the three heads' second and output layers
+        first_t0, first = A * 3 * M, (L + A) * 3 * M
+        term_g = (L * M + M * M + M) if d.episodic else 0
+        pi_g = L * M + M * M + M * 2 * A
+        q_g = (L + A) * 2 * M + 2 * (M * M + M * NB)
+        step = rows * (first_t0 + H * later + (H - 1) * first + H * term_g + pi_g + q_g) + E * P * (H - 1) * pi_g
+        # once per plan: z0's part of the three first layers, the policy at z0, the task's columns
+        once = E * (L * 3 * M + pi_g) + (E * TD * (3 * M + M + d.num_q * M + (M if d.episodic else 0)) if TD else 0)
+    return 2.0 * (E * d.encoder() + (K - 1) * step + once)
+
+
+def update_flops(cfg, batch: int, fused: bool = False) -> tuple[float, float]:
+    """Matrix FLOPs (forward, backward) of one update (docs/algorithm.md section 5; score_net off)
+    on `batch` sequences of horizon H: encoder, TD target (policy + the first two target Q heads),
+    latent rollout, reward, every Q head, the energy's five evaluations and the policy action its
+    negatives centre on, termination (episodic),
+    the policy loss (policy + two Q heads on the detached latents). A backward product costs the
+    forward's FLOPs once per gradient it makes: the input's (where it needs one) and the weight's
+    (where it is trained). fused=True: agent.energy_loss with fused_update (F's latent part once
+    for the five action sets, positives and negatives as one evaluation)."""
+    d = ModelDims.of(cfg)
+    H, B = int(cfg.horizon), int(batch)
+    L, A, M, NB, TD, Q = d.L, d.A, d.M, d.NB, d.TD, d.num_q
+    R, R1 = H * B, (H + 1) * B
+    za = L + A + TD
+    first_enc = (d.obs + TD) * (d.enc[0] if d.enc else L)
+    fwd = back = 0
+    # encoder: the next observations without gradient, the first with (obs needs none)
+    fwd += (R + B) * d.encoder()
+    back += B * (2 * d.encoder() - first_enc)
+    # TD target, no gradient: pi(next z), two target Q heads
+    fwd += R * (d.mlp(L + TD, 2 * A) + 2 * d.mlp(za, NB))
+    # latent rollout, reward, all Q heads, termination: gradients to inputs and weights
+    grad_both = B * H * d.mlp(za, L) + R * d.mlp(za, NB) + Q * R * d.mlp(za, NB) + (R * d.mlp(L + TD, 1) if d.episodic else 0)
+    fwd += grad_both
+    back += 2 * grad_both
+    # energy: z detached and replay/candidate actions need no gradient: the first layer trains its weight only;
+    # the policy's action on every latent (the negatives' centre), without gradient
+    later = M * M + M
+    fwd += R * d.mlp(L + TD, 2 * A)
+    if fused:
+        fwd += R * (L + TD) * M + 5 * R * A * M + 5 * R * later
+        back += R * (L + TD) * M + 2 * R * A * M + 2 * 2 * R * later
+    else:
+        fwd += 5 * R * (za * M + later)
+        back += 2 * R * (za * M + 2 * later)
+    # policy loss: pi on the detached latents (first layer: weight gradient only), two Q heads with
+    # detached weights (input gradients only: the action's)
+    pi = d.mlp(L + TD, 2 * A)
+    fwd += R1 * (pi + 2 * d.mlp(za, NB))
+    back += R1 * (2 * pi - (L + TD) * M) + R1 * 2 * d.mlp(za, NB)
+    return 2.0 * fwd, 2.0 * back
