@@ -14,6 +14,10 @@ Sections:
   busy    the plan and the update of model size 1 while another process keeps one core busy
           (python -c "while True: pass"), beside the same calls with the machine idle: torch's
           threads on every core, on one, and as the thread tuner picks them (threads=0)
+  train   make train's command (walker-walk, profile=cpu_small) timed whole: the reference eager
+          path on every core (what make train ran before the CPU fast paths) and the profile's
+          defaults with Inductor's cache cold and warm, idle and with one core busy; about 40 minutes.
+          Resumes: runs already in the CSV are kept (delete it to measure again)
 
 Every code path of a workload is timed in the same run, round-robin (a call of each in turn, the
 median per path), so the ratios compare paths under the same conditions; `speedup` is against the
@@ -38,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
 
-SECTIONS = ["matmul", "plan", "update", "busy"]
+SECTIONS = ["matmul", "plan", "update", "busy", "train"]
 OBS_DIM, ACTION_DIM = 24, 6  # walker-walk
 PLANNERS = {  # workload -> (model preset, planner sizes)
     "plan m1": (1, dict(num_samples=64, diffusion_steps=6, num_elites=8, num_pi_trajs=4)),
@@ -60,7 +64,7 @@ UPDATE_PATHS = {
     "fused compiled bf16": {"fused_update": True, "compile": True, "bf16_update": True},
 }
 FIELDS = ["section", "workload", "path_name", "path", "threads", "load", "ms", "first_call_s", "gflop",
-          "gflops", "matmul_gflops", "pct_of_matmul", "speedup", "note"]
+          "gflops", "matmul_gflops", "pct_of_matmul", "speedup", "wall_s", "steps_per_s", "final_return", "note"]
 
 
 def all_cores() -> int:
@@ -102,16 +106,20 @@ def spec(args, preset: int, flags: dict, **over):
     from mbdpo_fast.config import default_config, resolve
 
     sizes = {"model_size": preset, **(TINY if args.quick else {})}
-    return resolve(default_config(device="cpu", work_dir="unused", threads=1, **sizes, **flags, **over),
+    return resolve(default_config(device="cpu", work_dir="unused", **sizes, **flags, **over),
                    OBS_DIM, ACTION_DIM)
 
 
 # ------------------------------------------------------------------------------------------------
 class Call:
-    """One workload on one code path: `run()` is one timed call; `first_s` the first call's time."""
+    """One workload on one code path: `run()` is one timed call (on its thread count: `threads`
+    fixed, or 0 for the agent's thread tuner); `first_s` the first call's time."""
 
-    def __init__(self, args, workload: str, flags: dict):
+    def __init__(self, args, workload: str, flags: dict, threads: int | None = None):
+        self.threads = torch.get_num_threads() if threads is None else threads
+        flags = {**flags, "threads": self.threads}
         from mbdpo_fast.agent import MBDPO, seed_everything
+        from mbdpo_fast.batch import Batch
         from mbdpo_fast.kernels.cost import plan_flops, update_flops
 
         if workload.startswith("plan"):
@@ -122,7 +130,7 @@ class Call:
             seed_everything(0)
             self.agent = MBDPO(cfg)
             obs, plan = torch.randn(1, OBS_DIM), self.agent.planner.initial_plan(1)
-            self.run = lambda: self.agent.act(obs, plan)
+            self.call = lambda: self.agent.act(obs, plan)
             self.flops = plan_flops(cfg, 1, grouped=bool(flags.get("fused_rollout")))
             self.path = self.agent.code_paths()["planner"]
         else:
@@ -136,13 +144,36 @@ class Call:
             tensors = (torch.randn(H + 1, batch, OBS_DIM, generator=g),
                        torch.rand(H, batch, ACTION_DIM, generator=g) * 2 - 1,
                        torch.rand(H, batch, 1, generator=g), torch.zeros(H, batch, 1))
-            self.run = lambda: self.agent.update_step(*tensors)
+            data = Batch(*tensors)
+            self.call = lambda: self.agent.update(data)
             self.flops = sum(update_flops(cfg, batch, fused=bool(flags.get("fused_update"))))
             self.path = self.agent.code_paths()["update"]
         self.bf16 = bool(flags.get("bf16_plan") or flags.get("bf16_update"))
         t0 = time.perf_counter()
         self.run()
         self.first_s = time.perf_counter() - t0
+
+    def run(self) -> None:
+        """One call, on this path's thread count (the tuner's current one, which it keeps between
+        its probes, when tuned)."""
+        torch.set_num_threads(self.threads or self.agent.threads.current)
+        self.call()
+
+
+class MatmulCall:
+    """torch.mm at a workload's hidden-layer shape, `reps` products per call: timed in the same
+    round-robin as the paths, so that their share of the matmul rate compares like with like."""
+
+    def __init__(self, rows: int, m: int, dtype: torch.dtype, threads: int, reps: int):
+        self.a, self.b = torch.randn(rows, m).to(dtype), torch.randn(m, m).to(dtype)
+        self.threads, self.reps = threads, reps
+        self.flops = 2.0 * rows * m * m * reps
+        self.bf16, self.first_s, self.path = dtype == torch.bfloat16, 0.0, f"[{rows},{m}]x[{m},{m}]"
+
+    def run(self) -> None:
+        torch.set_num_threads(self.threads)
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b)
 
 
 def time_round_robin(calls: dict, rounds: int, budget_s: float) -> dict[str, float]:
@@ -162,32 +193,53 @@ def time_round_robin(calls: dict, rounds: int, budget_s: float) -> dict[str, flo
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure_workload(args, rows: list, workload: str, paths: dict, threads: int, load: str,
-                     rates: dict, keep: dict | None = None) -> dict:
-    """Time every path of a workload at `threads`; one CSV row per path."""
+def matmul_reps(rows: int, m: int) -> int:
+    """Products per MatmulCall: about 20 ms of work at 100 GFLOP/s."""
+    return max(1, round(2e9 / (2.0 * rows * m * m)))
+
+
+def measure(args, rows: list, workload: str, variants: dict, load: str, calls: dict | None = None) -> dict:
+    """Time every variant of a workload round-robin, beside torch.mm at the workload's shape on each
+    thread count they use (fp32, and bf16 where a bf16 path runs); one CSV row per variant.
+    variants: path_name -> (flags, threads: a fixed count, or 0 for the agent's thread tuner).
+    `calls` (from an earlier call with the same variants) are timed again as they are."""
     import torch._dynamo
 
-    torch.set_num_threads(threads)
-    if not keep:
-        # compiled functions are cached per code object, and every agent adds entries: a fresh cache per
-        # workload keeps each compiled path compiled (past torch._dynamo's recompile limit it runs eagerly)
+    if calls is None:
+        # compiled functions are cached per code object and every agent adds entries: a fresh cache per
+        # workload keeps each compiled path compiled (past torch._dynamo's recompile limit it would run eagerly)
         torch._dynamo.reset()
-    calls = {}
-    for name, flags in paths.items():
-        try:
-            calls[name] = (keep or {}).get(name) or Call(args, workload, flags)
-        except Exception as e:  # noqa: BLE001  (reported per row; the other paths still run)
-            emit(rows, dict(section=section_of(workload), workload=workload, path_name=name, path="-",
-                            threads=threads, load=load, note=error_note(e)))
-    torch.set_num_threads(threads)
+        calls = {}
+        for name, (flags, threads) in variants.items():
+            if threads == 0:
+                torch.set_num_threads(all_cores())  # the tuner chooses between every core and one
+            try:
+                calls[name] = Call(args, workload, flags, threads)
+            except Exception as e:  # noqa: BLE001  (reported per row; the other paths still run)
+                emit(rows, dict(section=section_of(workload), workload=workload, path_name=name, path="-",
+                                threads=threads, load=load, note=error_note(e)))
+        r, m = workload_shape(args, workload)
+        counts = sorted({t for _, t in variants.values() if t} | ({1, all_cores()} if any(
+            t == 0 for _, t in variants.values()) else set()))
+        dtypes = [torch.float32] + ([torch.bfloat16] if any(c.bf16 for c in calls.values()) else [])
+        for t in counts:
+            for dt in dtypes:
+                calls[("matmul", t, dt)] = MatmulCall(r, m, dt, t, matmul_reps(r, m))
+    for c in calls.values():
+        if isinstance(c, Call) and c.threads == 0:
+            c.agent.threads.next_probe = 0.0  # probe under this load at the first call
     ms = time_round_robin(calls, args.rounds, args.budget)
     ref = ms.get("reference eager")
     for name, c in calls.items():
-        rate = rates.get((workload, threads, "bf16" if c.bf16 else "fp32"))
+        if isinstance(c, MatmulCall):
+            continue
+        count = c.threads or c.agent.threads.current
+        mm = calls.get(("matmul", count, torch.bfloat16 if c.bf16 else torch.float32))
+        rate = mm.flops / (ms[("matmul", count, mm.a.dtype)] * 1e-3) / 1e9 if mm else None
         gflops = c.flops / (ms[name] * 1e-3) / 1e9
         emit(rows, dict(section=section_of(workload), workload=workload, path_name=name, path=c.path,
-                        threads=threads, load=load, ms=round(ms[name], 3), first_call_s=round(c.first_s, 2),
-                        gflop=round(c.flops / 1e9, 3), gflops=round(gflops, 1),
+                        threads=c.threads or f"tuned ({count})", load=load, ms=round(ms[name], 3),
+                        first_call_s=round(c.first_s, 2), gflop=round(c.flops / 1e9, 3), gflops=round(gflops, 1),
                         matmul_gflops=round(rate, 1) if rate else "",
                         pct_of_matmul=round(100 * gflops / rate, 1) if rate else "",
                         speedup=round(ref / ms[name], 2) if ref else "", note=""))
@@ -217,34 +269,124 @@ class BusyCore:
 
 
 # ------------------------------------------------------------------------------------------------
-def run_matmul(args, rows: list, rates: dict, workloads: list[str]) -> None:
+def run_matmul(args, rows: list, workloads: list[str]) -> None:
     for threads in args.threads:
         for workload in workloads:
             r, m = workload_shape(args, workload)
             for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
                 rate = matmul_rate(r, m, m, threads, dtype, budget_s=0.2 if args.quick else 0.5)
-                rates[(workload, threads, name)] = rate
                 emit(rows, dict(section="matmul", workload=workload, path_name=f"torch.mm {name}",
                                 path=f"[{r},{m}]x[{m},{m}]", threads=threads, load="idle",
                                 gflops=round(rate, 1), matmul_gflops=round(rate, 1), pct_of_matmul=100.0,
                                 note="operands in cache"))
 
 
-def run_busy(args, rows: list, rates: dict) -> None:
-    """Model size 1's plan and update on the paths a CPU user runs (reference eager, and the
-    grouped/fused compiled path) with torch's threads fixed at every core, fixed at one, and
-    tuned (threads=0), idle and with one core busy."""
+def run_busy(args, rows: list) -> None:
+    """Model size 1's plan and update on the reference path and on the compiled fast path, with
+    torch's threads fixed at every core, fixed at one, and tuned (threads=0), the machine idle and
+    then with one core busy."""
     n = all_cores()
     for workload, paths in (("plan m1", PLAN_PATHS), ("update m1 B=64", UPDATE_PATHS)):
-        chosen = {k: paths[k] for k in ("reference eager", list(paths)[2])}
-        kept: dict = {}
-        for load in ("idle", "one core busy"):
-            for threads in dict.fromkeys((n, 1)):
-                if load == "idle":
-                    kept = measure_workload(args, rows, workload, chosen, threads, load, rates, kept)
-                else:
-                    with BusyCore():
-                        measure_workload(args, rows, workload, chosen, threads, load, rates, kept)
+        fast = "grouped compiled" if workload.startswith("plan") else "fused compiled"
+        variants = {f"{name}, {label}": (paths[name], t) for name in ("reference eager", fast)
+                    for label, t in ((f"{n} threads", n), ("1 thread", 1), ("tuned", 0))}
+        calls = measure(args, rows, workload, variants, "idle")
+        with BusyCore():
+            measure(args, rows, workload, variants, "one core busy", calls)
+
+
+TRAIN_REFERENCE = ["fused_rollout=false", "fused_update=false", "compile=false"]
+
+
+def train_runs(n: int) -> list[tuple[str, list[str], str, str]]:
+    """(name, overrides, load, Inductor cache) of the train section's runs, in order: the cold
+    run fills the cache that the warm runs read."""
+    reference = TRAIN_REFERENCE + [f"threads={n}"]  # the path and thread count make train had before these flags
+    return [("reference eager, every core", reference, "idle", "-"),
+            ("cpu_small, compile cache cold", [], "idle", "cold"),
+            ("cpu_small, compile cache warm", [], "idle", "warm"),
+            ("reference eager, every core", reference, "one core busy", "-"),
+            ("cpu_small, compile cache warm", [], "one core busy", "warm")]
+
+
+def run_train(args, rows: list, done: list[dict]) -> None:
+    """make train's command (walker-walk, profile=cpu_small, 3000 steps with its evaluations) as a
+    subprocess, timed whole, for each of `train_runs`; runs already in `done` (an earlier call's
+    CSV rows) are kept, not repeated. Per run: wall clock, the trainer's rate in the rows after
+    seeding whose window holds no evaluation, the last evaluation return."""
+    import csv
+    import os
+    import shutil
+    import tempfile
+
+    n = all_cores()
+    cache = Path(tempfile.gettempdir()) / "mbdpo_cpu_roofline_inductor"
+    key = lambda r: (r["path_name"], r["load"])
+    have = {key(r): r for r in done if r.get("section") == "train" and r.get("wall_s") not in ("", None)}
+    runs = train_runs(n)
+    if args.quick:  # the reference run, shortened: compiling takes minutes on 2 cores
+        runs = runs[:1]
+    for name, over, load, state in runs:
+        if (name, load) in have:
+            rows.append(have[(name, load)])
+            print(f"kept from the earlier run: train | {name} | {load}", flush=True)
+            continue
+        if state == "cold":
+            shutil.rmtree(cache, ignore_errors=True)
+        steps = ["steps=600", "seed_steps=200", "eval_freq=300", "episode_length=100"] if args.quick else []
+        with tempfile.TemporaryDirectory() as run_dir:
+            cmd = [sys.executable, "-m", "mbdpo_fast.train", "task=walker-walk", "profile=cpu_small",
+                   f"hydra.run.dir={run_dir}", "progress_bar=false", *steps, *over]
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+            print(f"train | {name} | {load}: {' '.join(cmd[1:])}", flush=True)
+            t0 = time.perf_counter()
+            if load == "idle":
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            else:
+                with BusyCore():
+                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                emit(rows, dict(section="train", workload="make train", path_name=name, load=load,
+                                note=error_note(RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1]))))
+                continue
+            with open(Path(run_dir) / "config.yaml") as f:
+                cfgtext = f.read()
+            seed_steps = int(_yaml_field(cfgtext, "seed_steps"))
+            eval_freq = int(_yaml_field(cfgtext, "eval_freq"))
+            with open(Path(run_dir) / "train.csv") as f:
+                train = list(csv.DictReader(f))
+            with open(Path(run_dir) / "eval.csv") as f:
+                evals = list(csv.DictReader(f))
+        pure, prev = [], 0
+        for r in train:  # windows after seeding that hold no evaluation (one runs at each multiple of eval_freq)
+            step = int(r["step"])
+            if prev >= seed_steps and prev % eval_freq and not any(m % eval_freq == 0 for m in range(prev, step)):
+                pure.append(float(r["env_steps_per_s"]))
+            prev = step
+        banner = next((line for line in proc.stdout.splitlines() if "threads" in line), "")
+        emit(rows, dict(section="train", workload="make train", path_name=name, path=_banner_paths(banner),
+                        threads=_banner_threads(banner), load=load, wall_s=round(wall, 1),
+                        steps_per_s=round(statistics.mean(pure), 2) if pure else "",
+                        final_return=round(float(evals[-1]["reward"]), 1) if evals else "",
+                        note=f"wall clock of the whole command; steps/s: mean of {len(pure)} training windows "
+                             f"without evaluation after seeding; Inductor cache {state}"))
+        write_csv(args.csv_path, [{**args.meta, **r} for r in rows], list(args.meta) + FIELDS, quiet=True)
+
+
+def _yaml_field(text: str, key: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            return line.split(":", 1)[1].strip()
+    raise KeyError(key)
+
+
+def _banner_paths(banner: str) -> str:
+    return banner.split("planner ", 1)[1].split(" | ")[0] if "planner " in banner else "-"
+
+
+def _banner_threads(banner: str) -> str:
+    return banner.split("(", 2)[2].split(")")[0] if banner.count("(") >= 2 else "-"
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -313,28 +455,37 @@ def main() -> None:
             "compiled paths compile on their first call (about 20-60 s each on 2 cores when Inductor's cache is cold)"]
     timed = sum(1 for s in ("plan", "update") if s in args.sections)
     seconds = (len(workloads) * len(args.threads) * (args.budget + 60) * timed / 2
-               + (120 if "busy" in args.sections else 0) + (10 if "matmul" in args.sections else 0))
+               + (180 if "busy" in args.sections else 0) + (10 if "matmul" in args.sections else 0)
+               + ((60 if args.quick else 2400) if "train" in args.sections else 0))
     announce(f"cpu_roofline, torch {torch.__version__}, commit {meta['commit']}", plan, seconds, csv_path, png)
     if args.dry_run:
         return
     rows: list[dict] = []
-    rates: dict = {}
     save = lambda quiet=True: write_csv(csv_path, [{**meta, **r} for r in rows], list(meta) + FIELDS, quiet=quiet)
-    if "matmul" in args.sections or any(s in args.sections for s in ("plan", "update", "busy")):
-        run_matmul(args, rows if "matmul" in args.sections else [], rates, workloads)
+    if "matmul" in args.sections:
+        run_matmul(args, rows, workloads)
         save()
     for section, paths in (("plan", PLAN_PATHS), ("update", UPDATE_PATHS)):
         if section not in args.sections:
             continue
+        if args.quick:  # eager paths only: compiling takes 20-60 s per path on 2 cores
+            paths = {k: v for k, v in paths.items() if not v.get("compile")}
         for workload in [w for w in workloads if section_of(w) == section]:
             for threads in args.threads:
-                measure_workload(args, rows, workload, paths, threads, "idle", rates)
+                measure(args, rows, workload, {k: (v, threads) for k, v in paths.items()}, "idle")
                 save()
+    if "train" in args.sections:
+        import csv as _csv
+
+        done = list(_csv.DictReader(open(csv_path))) if csv_path.exists() else []
+        args.csv_path, args.meta = csv_path, meta
+        run_train(args, rows, done)
+        save()
     if "busy" in args.sections:
         if not args.quick:
-            run_busy(args, rows, rates)
+            run_busy(args, rows)
         else:
-            emit(rows, dict(section="busy", note="not measured: skipped by --quick (a busy core for minutes)"))
+            emit(rows, dict(section="busy", note="not measured: skipped by --quick (compiles and a busy core for minutes)"))
         save()
     save(quiet=False)
     plot(rows, png, f"cpu_roofline, {meta['device']}, {meta['date']}, commit {meta['commit']}, torch {meta['torch']}")

@@ -49,7 +49,7 @@ class MBDPO:
         self.pi_optim = torch.optim.Adam(self.model.pi_parameters(), lr=cfg.lr, eps=1e-5, capturable=capturable,
                                          fused=fused)
         self.planner = DiffusionPlanner(cfg, self.model, discounts)
-        self.threads = ThreadTuner.for_run(cfg, self.device)  # threads=0 on a CPU: timed and tuned
+        self.threads = ThreadTuner.for_run(cfg, self.device)  # threads=0 on a CPU: every core or one, probed
         sch = self.planner.schedule
         self._abar = torch.tensor(sch.abar, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float32)
@@ -96,8 +96,8 @@ class MBDPO:
                 from .cuda_graphs import GraphedAct
                 self._graphs[key] = GraphedAct(self, obs.shape[0], eval_mode)
             return self._graphs[key](obs, plan, first)
-        with self.threads.timed("plan"):
-            return self.plan_eager(obs, plan, first, task, eval_mode)
+        self.threads.poll()
+        return self.plan_eager(obs, plan, first, task, eval_mode)
 
     @torch.no_grad()
     def plan_eager(self, obs, plan, first=None, task=None, eval_mode=False):
@@ -236,8 +236,8 @@ class MBDPO:
                 from .cuda_graphs import GraphedUpdate
                 self._graphed_update = GraphedUpdate(self, batch)
             return self._graphed_update(batch)
-        with self.threads.timed("update"):
-            return self._update_fn(batch.obs, batch.action, batch.reward, batch.terminated, batch.task)
+        self.threads.poll()
+        return self._update_fn(batch.obs, batch.action, batch.reward, batch.terminated, batch.task)
 
     def _autocast(self, enabled: bool | None = None):
         enabled = self.bf16_update if enabled is None else enabled

@@ -1,46 +1,68 @@
-"""torch's intra-op thread count on a CPU, chosen by timing the calls a run makes.
+"""torch's intra-op thread count on a CPU, chosen by measuring what the cores deliver now.
 
 torch's OpenMP threads spin while they wait for each other. When another process holds one of
 the cores, every parallel region waits for the thread that shares a core with it: on a 2-core
 machine with one core busy, model size 1's plan took 124 ms on two threads against 52 ms on one
-(50 and 39 ms with the machine idle, where two threads win; benchmarks/cpu_roofline.py, section
-busy). No fixed count is right for both, so with `threads=0` (the default) the agent times its own
-calls: every `probe_every_s` seconds it runs a few calls of each kind (plan, update) on every core
-and on one thread, alternately, and keeps the faster count. A run moves to one thread within
-about a probe interval of another process taking a core, and back once it leaves.
+(39 and 50 ms with the machine idle, where two threads win; benchmarks/cpu_roofline.py, section
+busy). No fixed count is right for both, so with `threads=0` (the default) the agent checks every
+`probe_every_s` seconds what the cores deliver: a short matrix-multiply probe on every core and on
+one thread, alternately, a few rounds. Idle, the probe runs 1.7-1.9x faster on 2 threads than on
+one; with one of the 2 cores busy, 0.8-1.1x (the half of each product on the busy core runs at half
+speed), while the plan and the update, made of many small parallel regions that each wait for the
+slow thread, run 1.5-2.4x slower than on one thread. So every core is kept only while the probe
+shows them `min_efficiency` (65%) of their ideal speed-up (1.3x on 2 cores), else one thread. A run
+moves to one thread within about a probe interval of another process taking a core, and back once
+it leaves; a probe takes about 40 ms.
+
+Why a probe and not the run's own calls: a compiled plan or update is specialised to the thread
+count (torch.compile guards on it), so timing the real calls at the other count would compile them
+once more at the first probe (about a minute on 2 cores); the probe compiles nothing, and a run
+compiles for a count only when it switches to it.
 """
 from __future__ import annotations
 
-import math
-import statistics
 import time
-from contextlib import contextmanager
 
 import torch
 
 
-class ThreadTuner:
-    """Chooses between `threads` (every core the run may use) and one thread by timing the calls
-    made under `timed(kind)`. Probes alternate the two counts call by call (each kind by itself,
-    so that interleaved plans and updates both see both counts) until each has
-    `probe_calls` timings of some kind, then compare them by the geometric mean over kinds of the
-    median times; the other count must be `margin` faster to be taken. A count's first call of a
-    kind is not timed (compiled graphs are specialised to the thread count: it may compile).
-    Inactive (a no-op) for threads <= 1. `clock` and `set_threads` are injectable for tests."""
+def matmul_probe(rows: int = 128, width: int = 384, products: int = 20) -> None:
+    """The probe: `products` [rows, width] x [width, width] fp32 products, the planner's and the
+    update's hidden-layer shape at model size 1 (0.75 GFLOP: about 8 ms on one core, longer than
+    the scheduler's time slice, so that a thread sharing its core shows)."""
+    a, b = _operands(rows, width)
+    for _ in range(products):
+        torch.mm(a, b)
 
-    def __init__(self, threads: int, probe_every_s: float = 20.0, first_probe_s: float = 5.0, probe_calls: int = 3,
-                 margin: float = 0.1, clock=time.perf_counter, set_threads=torch.set_num_threads):
+
+_OPERANDS: dict = {}
+
+
+def _operands(rows: int, width: int):
+    if (rows, width) not in _OPERANDS:
+        g = torch.Generator().manual_seed(0)
+        _OPERANDS[(rows, width)] = (torch.randn(rows, width, generator=g), torch.randn(width, width, generator=g))
+    return _OPERANDS[(rows, width)]
+
+
+class ThreadTuner:
+    """Chooses between `threads` (every core the run may use) and one thread. `poll()` (called by
+    the agent before each plan and update) is a clock read, except every `probe_every_s` seconds
+    (the first after `first_probe_s`), when it times `probe` on both counts, alternately for
+    `rounds` rounds: every core is kept, or taken back, when its best time is at most that of one
+    thread / (min_efficiency x threads), else one thread. Inactive (a no-op) for threads <= 1.
+    `clock`, `probe` and `set_threads` are injectable for tests."""
+
+    def __init__(self, threads: int, probe_every_s: float = 20.0, first_probe_s: float = 2.0, rounds: int = 3,
+                 min_efficiency: float = 0.65, clock=time.perf_counter, probe=matmul_probe,
+                 set_threads=torch.set_num_threads):
         self.choices = [int(threads), 1] if threads > 1 else []
         self.current = max(int(threads), 1)
-        self.probe_every_s, self.probe_calls, self.margin = probe_every_s, probe_calls, margin
-        self.clock, self.set_threads = clock, set_threads
+        self.probe_every_s, self.rounds, self.min_efficiency = probe_every_s, rounds, min_efficiency
+        self.clock, self.probe, self.set_threads = clock, probe, set_threads
         self.next_probe = clock() + first_probe_s
-        self.probing: dict | None = None  # (count, kind) -> times, while a probe runs
-        self.turns: dict[str, int] = {}  # probe calls per kind: each kind alternates the counts by itself
-        # (count, kind) pairs that have run once: a compiled graph is specialised to the thread count
-        # (torch.compile guards on it), so the first call at a count may compile and is not timed
-        self.warm: set = set()
         self.switches = 0
+        self.last: dict[int, float] = {}  # the latest probe's best seconds per count
 
     @classmethod
     def for_run(cls, spec, device: torch.device) -> "ThreadTuner":
@@ -53,47 +75,24 @@ class ThreadTuner:
     def active(self) -> bool:
         return bool(self.choices)
 
-    @contextmanager
-    def timed(self, kind: str):
-        """Time the block as a call of `kind` (e.g. "plan", "update"), on the count the tuner picks."""
-        if not self.choices:
-            yield
+    def poll(self) -> None:
+        """Probe and choose when one is due; otherwise only a clock read."""
+        if not self.choices or self.clock() < self.next_probe:
             return
-        now = self.clock()
-        if self.probing is None and now >= self.next_probe:
-            self.probing, self.turns = {}, {}
-        count = self.current
-        if self.probing is not None:
-            turn = self.turns.get(kind, 0)
-            self.turns[kind] = turn + 1
-            count = self.choices[turn % 2]
-            self.set_threads(count)
-        t0 = self.clock()
-        try:
-            yield
-        finally:
-            if self.probing is not None:
-                if (count, kind) in self.warm:
-                    self.probing.setdefault((count, kind), []).append(self.clock() - t0)
-                self.warm.add((count, kind))
-                self._maybe_decide()
-            else:
-                self.warm.add((count, kind))
-
-    def _maybe_decide(self) -> None:
-        kinds = {k for (_, k) in self.probing}
-        done = [k for k in kinds if all(len(self.probing.get((c, k), [])) >= self.probe_calls for c in self.choices)]
-        if not done and sum(self.turns.values()) < 8 * self.probe_calls * max(len(kinds), 1):
-            return
-        if done:
-            score = {c: math.exp(statistics.fmean(math.log(statistics.median(self.probing[(c, k)])) for k in done))
-                     for c in self.choices}
-            other = next(c for c in self.choices if c != self.current)
-            if score[other] < (1 - self.margin) * score[self.current]:
-                self.current = other
-                self.switches += 1
+        times: dict[int, list[float]] = {c: [] for c in self.choices}
+        for _ in range(self.rounds):
+            for c in self.choices:
+                self.set_threads(c)
+                t0 = self.clock()
+                self.probe()
+                times[c].append(self.clock() - t0)
+        self.last = {c: min(t) for c, t in times.items()}
+        n = self.choices[0]
+        best = n if self.last[1] >= self.min_efficiency * n * self.last[n] else 1
+        if best != self.current:
+            self.current = best
+            self.switches += 1
         self.set_threads(self.current)
-        self.probing = None
         self.next_probe = self.clock() + self.probe_every_s
 
     def describe(self) -> str:
