@@ -14,6 +14,9 @@ Sections:
   busy    the plan and the update of model size 1 while another process keeps one core busy
           (python -c "while True: pass"), beside the same calls with the machine idle: torch's
           threads on every core, on one, and as the thread tuner picks them (threads=0)
+  xla     the same plan and update written in JAX and compiled whole by XLA
+          (benchmarks/xla_reference.py, this project's port of the reference path), timed in a
+          subprocess per thread count, beside the package's paths timed right after
   train   make train's command (walker-walk, profile=cpu_small) timed whole: the reference eager
           path on every core (what make train ran before the CPU fast paths) and the profile's
           defaults with Inductor's cache cold and warm, idle and with one core busy; about 40 minutes.
@@ -40,9 +43,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
+from common import ROOT, announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
 
-SECTIONS = ["matmul", "plan", "update", "busy", "train"]
+SECTIONS = ["matmul", "plan", "update", "busy", "xla", "train"]
 OBS_DIM, ACTION_DIM = 24, 6  # walker-walk
 PLANNERS = {  # workload -> (model preset, planner sizes)
     "plan m1": (1, dict(num_samples=64, diffusion_steps=6, num_elites=8, num_pi_trajs=4)),
@@ -64,7 +67,8 @@ UPDATE_PATHS = {
     "fused compiled bf16": {"fused_update": True, "compile": True, "bf16_update": True},
 }
 FIELDS = ["section", "workload", "path_name", "path", "threads", "load", "ms", "first_call_s", "gflop",
-          "gflops", "matmul_gflops", "pct_of_matmul", "speedup", "wall_s", "steps_per_s", "final_return", "note"]
+          "gflops", "matmul_gflops", "pct_of_matmul", "speedup", "vs_xla", "wall_s", "steps_per_s", "final_return",
+          "note"]
 
 
 def all_cores() -> int:
@@ -152,6 +156,20 @@ class Call:
         t0 = time.perf_counter()
         self.run()
         self.first_s = time.perf_counter() - t0
+
+    @staticmethod
+    def flops_of(args, workload: str, flags: dict) -> float:
+        """The matrix FLOPs of a workload on a path (kernels/cost.py), without building it."""
+        from mbdpo_fast.kernels.cost import plan_flops, update_flops
+
+        if workload.startswith("plan"):
+            preset, planner = PLANNERS[workload]
+            if args.quick:
+                planner = dict(planner, num_samples=16, diffusion_steps=3, num_elites=4, num_pi_trajs=2)
+            return plan_flops(spec(args, preset, flags, **planner), 1, grouped=bool(flags.get("fused_rollout")))
+        preset, batch = UPDATES[workload]
+        batch = 16 if args.quick else batch
+        return sum(update_flops(spec(args, preset, flags, batch_size=batch), batch, fused=bool(flags.get("fused_update"))))
 
     def run(self) -> None:
         """One call, on this path's thread count (the tuner's current one, which it keeps between
@@ -295,6 +313,47 @@ def run_busy(args, rows: list) -> None:
             measure(args, rows, workload, variants, "one core busy", calls)
 
 
+def run_xla(args, rows: list, workloads: list[str]) -> None:
+    """XLA's whole-function compilation of the same plan and update (benchmarks/xla_reference.py,
+    this project's JAX port: the reference path's work, jitted whole) timed in a subprocess per
+    thread count, then the package's reference and fast paths of each workload timed here right
+    after; `vs_xla` = XLA's time / the path's (above 1: the path is faster)."""
+    import json
+    import os
+
+    for threads in args.threads:
+        cmd = [sys.executable, str(Path(__file__).parent / "xla_reference.py"), "--threads", str(threads if threads == 1 else 0),
+               "--rounds", str(min(args.rounds, 10)), "--workloads", *workloads] + (["--quick"] if args.quick else [])
+        env = dict(os.environ)
+        env.pop("XLA_FLAGS", None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        xla = {}
+        for line in proc.stdout.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                xla[r["workload"]] = r
+        if proc.returncode != 0:
+            emit(rows, dict(section="xla", workload="-", path_name="XLA port (jax.jit)", threads=threads,
+                            note=error_note(RuntimeError((proc.stderr or "failed").strip().splitlines()[-1]))))
+        for workload in workloads:
+            r = xla.get(workload)
+            if r is None:
+                continue
+            section = section_of(workload)
+            flops = Call.flops_of(args, workload, {})
+            emit(rows, dict(section="xla", workload=workload, path_name="XLA port (jax.jit)",
+                            path=f"jax {r['jax']}, benchmarks/xla_reference.py", threads=threads, load="idle",
+                            ms=round(r["ms"], 3), first_call_s=round(r["first_call_s"], 1), gflop=round(flops / 1e9, 3),
+                            gflops=round(flops / (r["ms"] * 1e-3) / 1e9, 1), vs_xla=1.0,
+                            note="compiled whole by XLA (first call: compilation); the reference path's work"))
+            paths = PLAN_PATHS if section == "plan" else UPDATE_PATHS
+            chosen = {k: (v, threads) for k, v in paths.items() if "eager" not in k or k == "reference eager"}
+            before = len(rows)
+            measure(args, rows, workload, chosen, "idle")
+            for row in rows[before:]:
+                row["section"], row["vs_xla"] = "xla", round(r["ms"] / row["ms"], 2) if row.get("ms") else ""
+
+
 TRAIN_REFERENCE = ["fused_rollout=false", "fused_update=false", "compile=false"]
 
 
@@ -311,15 +370,17 @@ def train_runs(n: int) -> list[tuple[str, list[str], str, str]]:
 
 def run_train(args, rows: list, done: list[dict]) -> None:
     """make train's command (walker-walk, profile=cpu_small, 3000 steps with its evaluations) as a
-    subprocess, timed whole, for each of `train_runs`; runs already in `done` (an earlier call's
-    CSV rows) are kept, not repeated. Per run: wall clock, the trainer's rate in the rows after
-    seeding whose window holds no evaluation, the last evaluation return."""
+    subprocess, timed whole, for each of `train_runs`, each in its own directory under
+    --runs-dir; runs already in `done` (an earlier call's CSV rows) are kept, not repeated. Per run:
+    wall clock, the trainer's rate in the rows after seeding whose window holds no evaluation, the
+    last evaluation return."""
     import csv
     import os
     import shutil
     import tempfile
 
     n = all_cores()
+    Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     cache = Path(tempfile.gettempdir()) / "mbdpo_cpu_roofline_inductor"
     key = lambda r: (r["path_name"], r["load"])
     have = {key(r): r for r in done if r.get("section") == "train" and r.get("wall_s") not in ("", None)}
@@ -334,30 +395,31 @@ def run_train(args, rows: list, done: list[dict]) -> None:
         if state == "cold":
             shutil.rmtree(cache, ignore_errors=True)
         steps = ["steps=600", "seed_steps=200", "eval_freq=300", "episode_length=100"] if args.quick else []
-        with tempfile.TemporaryDirectory() as run_dir:
-            cmd = [sys.executable, "-m", "mbdpo_fast.train", "task=walker-walk", "profile=cpu_small",
-                   f"hydra.run.dir={run_dir}", "progress_bar=false", *steps, *over]
-            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
-            print(f"train | {name} | {load}: {' '.join(cmd[1:])}", flush=True)
-            t0 = time.perf_counter()
-            if load == "idle":
+        run_dir = Path(args.runs_dir) / f"{name}, {load}".replace(" ", "_").replace(",", "")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cmd = [sys.executable, "-m", "mbdpo_fast.train", "task=walker-walk", "profile=cpu_small",
+               f"hydra.run.dir={run_dir}", "progress_bar=false", *steps, *over]
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+        print(f"train | {name} | {load}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        if load == "idle":
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        else:
+            with BusyCore():
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            else:
-                with BusyCore():
-                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                emit(rows, dict(section="train", workload="make train", path_name=name, load=load,
-                                note=error_note(RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1]))))
-                continue
-            with open(Path(run_dir) / "config.yaml") as f:
-                cfgtext = f.read()
-            seed_steps = int(_yaml_field(cfgtext, "seed_steps"))
-            eval_freq = int(_yaml_field(cfgtext, "eval_freq"))
-            with open(Path(run_dir) / "train.csv") as f:
-                train = list(csv.DictReader(f))
-            with open(Path(run_dir) / "eval.csv") as f:
-                evals = list(csv.DictReader(f))
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            emit(rows, dict(section="train", workload="make train", path_name=name, load=load,
+                            note=error_note(RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1]))))
+            continue
+        with open(Path(run_dir) / "config.yaml") as f:
+            cfgtext = f.read()
+        seed_steps = int(_yaml_field(cfgtext, "seed_steps"))
+        eval_freq = int(_yaml_field(cfgtext, "eval_freq"))
+        with open(Path(run_dir) / "train.csv") as f:
+            train = list(csv.DictReader(f))
+        with open(Path(run_dir) / "eval.csv") as f:
+            evals = list(csv.DictReader(f))
         pure, prev = [], 0
         for r in train:  # windows after seeding that hold no evaluation (one runs at each multiple of eval_freq)
             step = int(r["step"])
@@ -431,6 +493,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default: 1 and every core)")
     ap.add_argument("--rounds", type=int, default=15, help="timed calls per path at most")
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per workload at most")
+    ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "cpu_roofline_train"),
+                    help="where the train section's runs are kept (default: %(default)s)")
     args = ap.parse_args()
     dev = check_device(args.device, args.dry_run)
     if dev.type != "cpu":
@@ -474,6 +538,9 @@ def main() -> None:
             for threads in args.threads:
                 measure(args, rows, workload, {k: (v, threads) for k, v in paths.items()}, "idle")
                 save()
+    if "xla" in args.sections:
+        run_xla(args, rows, workloads)
+        save()
     if "train" in args.sections:
         import csv as _csv
 

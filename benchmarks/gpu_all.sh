@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU figure of the package in one device lease: install the carried wheels, run the
-# CUDA-marked tests, time the planner (E = 1 / 256 / 1024; eager, CUDA graphs, compiled, Triton
-# one launch per layer and the fused rollout; fp32 and bf16), the update (single-task, and multi-task per model size), the denoising-step
+# CUDA-marked tests, time the planner (E = 1 / 256 / 1024; eager, CUDA graphs, compiled, the grouped
+# rollout in PyTorch compiled, Triton one launch per layer and the fused rollout; fp32 and bf16), the
+# update (single-task with and without fused_update, and multi-task per model size), the denoising-step
 # profile, the MJX bridge and MJX's batch renderer (obs=rgb). Each step has a time
 # limit; together they stay within 8 minutes. CSV and PNG files (with the GPU's name, date and
 # commit in every row) and one log per step land in $OUT (default /tmp/out); a step cut by its
@@ -65,9 +66,9 @@ step plan_eager_graphs_triton 70 $PY benchmarks/step_rate.py $DEV --sections pla
 step plan_fused_rollout 75 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 1024 \
   --variants triton-fused --repeats 10 --budget 1 --csv "$OUT/plan_fused.csv"
 step plan_compiled 55 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 \
-  --variants compile all --repeats 10 --budget 1 --csv "$OUT/plan_compiled.csv"
+  --variants all grouped --repeats 10 --budget 1 --csv "$OUT/plan_compiled.csv"
 step update 45 $PY benchmarks/step_rate.py $DEV --sections update --batches 256 1024 \
-  --variants off cudagraphs+bf16 all --repeats 10 --budget 1 --csv "$OUT/update.csv"
+  --variants off cudagraphs+bf16 grouped --repeats 10 --budget 1 --csv "$OUT/update.csv"
 step denoise_profile 55 $PY benchmarks/denoise_profile.py $DEV --backends eager triton --envs 1 64 \
   --samples 128 512 2048 --repeats 10 --budget 1 --csv "$OUT/denoise_profile.csv"
 step offline_update 20 $PY benchmarks/offline_update.py $DEV --sizes 1 5 19 --repeats 5 \

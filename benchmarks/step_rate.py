@@ -15,8 +15,10 @@ Sections (one table, one CSV row per measurement, a PNG beside the CSV):
 Variants (the flags asked for): off = eager fp32; cudagraphs; cudagraphs+bf16 (bf16_plan and
 bf16_update); all = compile+cudagraphs+bf16; triton = all with the planner on the Triton kernels
 (kernels=triton); compile and triton-fp32: the same without bf16; triton-fused: cudagraphs+bf16
-planning with a denoising step's rollout in a kernel per head group (fused_rollout). Without CUDA: off and
-compile+bf16. Each row's `path` column says what ran (the agent's own account: a flag that cannot
+planning with a denoising step's rollout in a kernel per head group (fused_rollout); grouped: all
+with the head-group rollout in PyTorch ops and the fused update. Without CUDA: off, grouped
+(compile + fused_rollout + fused_update, fp32: the CPU's fast path) and grouped+bf16. Each row's
+`path` column says what ran (the agent's own account: a flag that cannot
 act on this device is not counted as on). "env-steps" are
 agent steps (one action per environment, action repeat inside). Latencies: median over repeats
 after warm-up, with a device synchronisation around each call. Paper sizes: model size 5, N=512,
@@ -47,9 +49,14 @@ VARIANTS_CUDA = {
     "triton-fp32": {"cudagraphs": True, "kernels": "triton"},
     # a denoising step's rollout in a kernel per head group (fused_rollout), bf16, CUDA graphs
     "triton-fused": {"cudagraphs": True, "bf16_plan": True, "kernels": "triton", "fused_rollout": True},
+    # the head-group rollout in PyTorch ops (fused_rollout with kernels=torch) and the fused update, compiled
+    "grouped": {"cudagraphs": True, "compile": True, "bf16_plan": True, "bf16_update": True, "fused_rollout": True,
+                "fused_update": True},
 }
-VARIANTS_CPU = {"off": {}, "compile+bf16": {"compile": True, "bf16_plan": True, "bf16_update": True}}
-FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update")
+VARIANTS_CPU = {"off": {}, "grouped": {"compile": True, "fused_rollout": True, "fused_update": True},
+                "grouped+bf16": {"compile": True, "fused_rollout": True, "fused_update": True, "bf16_plan": True,
+                                 "bf16_update": True}}
+FLAG_KEYS = ("cudagraphs", "compile", "bf16_plan", "bf16_update", "fused_update")
 SMALL = {"model_size": 1, "num_samples": 64, "diffusion_steps": 6, "num_elites": 8, "num_pi_trajs": 4}
 OBS_DIM, ACTION_DIM = 17, 6  # cheetah-run
 SECTIONS = ["env", "plan", "update", "e2e"]
@@ -86,8 +93,8 @@ def make_agent(args, variant: dict, **over):
     from mbdpo_fast.config import default_config, resolve
 
     sizes = dict(SMALL) if args.small else {"model_size": 5}
-    cfg = resolve(default_config(device=args.device, work_dir="unused", **sizes, **flags_of(variant), **over),
-                  OBS_DIM, ACTION_DIM)
+    cfg = resolve(default_config(device=args.device, work_dir="unused", threads=torch.get_num_threads(), **sizes,
+                                 **flags_of(variant), **over), OBS_DIM, ACTION_DIM)
     seed_everything(0)
     return MBDPO(cfg)
 

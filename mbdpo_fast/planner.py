@@ -17,14 +17,15 @@ from .world_model import WorldModel
 
 
 def compile_options(device: torch.device) -> dict:
-    """torch.compile's keyword arguments for the plan and the update on `device`. On a CPU:
-    Inductor's C++ wrapper (a compiled graph calls its kernels and MKL from C++ rather than
-    Python), and random numbers from torch's own generators (fallback_random: Inductor's in-graph
-    generator made dropout 5x slower than eager on a CPU, and torch's are the eager path's
-    numbers)."""
-    if torch.device(device).type != "cpu":
-        return {}
-    return {"options": {"cpp_wrapper": True, "fallback_random": True}}
+    """torch.compile's keyword arguments for the plan and the update on `device`: random numbers
+    from torch's own generators (fallback_random), so that a compiled call draws what the eager
+    one draws (and on a CPU Inductor's in-graph generator made dropout 5x slower than eager); on a
+    CPU also Inductor's C++ wrapper (a compiled graph calls its kernels and MKL from C++ rather than
+    Python)."""
+    options = {"fallback_random": True}
+    if torch.device(device).type == "cpu":
+        options["cpp_wrapper"] = True
+    return {"options": options}
 
 
 def discount_tensor(discounts: list[float], device) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""The thread tuner (mbdpo_fast/cpu_threads.py): keeps every core while they deliver, moves to
-one thread when a core is taken and back when it is free again, probes only when due, and is
-inactive where nothing is to be chosen. A fake clock and probe stand for the machine; one test
-runs the real probe against a real busy process."""
+"""The thread tuner (mbdpo_fast/cpu_threads.py): every core while the machine is otherwise idle,
+one fewer per core another process fills, back when it leaves, this process's own children not
+counted as others; the /proc readers against a real busy process; inactive where nothing is to be
+chosen. Fake clocks and CPU counters stand for the machine in the first tests."""
+import os
 import subprocess
 import sys
 import time
@@ -9,88 +10,108 @@ import time
 import pytest
 import torch
 
-from mbdpo_fast.cpu_threads import ThreadTuner
+from mbdpo_fast.cpu_threads import ThreadTuner, busy_cpu_seconds, own_cpu_seconds
 
 from conftest import tiny_config
 
 
 class FakeMachine:
-    """A clock, a probe and torch.set_num_threads stand-in: the probe takes `cost[busy][count]` s."""
+    """Cores' busy seconds and this process tree's seconds, advanced by `run(seconds)`: ours is
+    `mine` cores' worth (with our threads), others' `others` cores'."""
 
-    COST = {False: {2: 0.0045, 1: 0.0080}, True: {2: 0.0084, 1: 0.0077}}  # measured on 2 cores
+    def __init__(self, cores: int = 2):
+        self.now, self.busy_s, self.own_s, self.count = 0.0, 0.0, 0.0, cores
+        self.others, self.sets = 0.0, []
 
-    def __init__(self):
-        self.now, self.count, self.busy, self.probes = 0.0, 2, False, 0
-
-    def clock(self) -> float:
+    def clock(self):
         return self.now
 
-    def set_threads(self, n: int) -> None:
+    def busy(self, cpus):
+        return self.busy_s
+
+    def own(self):
+        return self.own_s
+
+    def set_threads(self, n):
         self.count = n
+        self.sets.append(n)
 
-    def probe(self) -> None:
-        self.probes += 1
-        self.now += self.COST[self.busy][self.count]
-
-
-def tuner_on(m: FakeMachine, **kw) -> ThreadTuner:
-    return ThreadTuner(2, clock=m.clock, probe=m.probe, set_threads=m.set_threads, **kw)
-
-
-def run(m: FakeMachine, t: ThreadTuner, seconds: float, step: float = 0.05) -> None:
-    """Calls (plans, updates) of `step` seconds each, the tuner polled before each."""
-    end = m.now + seconds
-    while m.now < end:
-        t.poll()
-        m.now += step
+    def run(self, tuner, seconds, step=0.05):
+        for _ in range(int(round(seconds / step))):
+            tuner.poll()
+            mine = min(self.count, max(len(tuner.cpus) - self.others, 0.5))
+            self.now += step
+            self.own_s += mine * step
+            self.busy_s += (mine + self.others) * step
 
 
-def test_every_core_while_idle_one_thread_while_a_core_is_busy_and_back():
+def tuner_on(m: FakeMachine, threads=2, cpus=(0, 1), **kw):
+    return ThreadTuner(threads, clock=m.clock, busy=m.busy, own=m.own, set_threads=m.set_threads, cpus=set(cpus), **kw)
+
+
+def test_every_core_while_idle_fewer_while_others_fill_cores_and_back():
     m = FakeMachine()
-    t = tuner_on(m, probe_every_s=20.0, first_probe_s=2.0)
-    run(m, t, 60)
-    assert t.current == 2 and m.count == 2 and t.switches == 0 and m.probes == 3 * 2 * 3
-    m.busy = True
-    run(m, t, 21)  # within one probe interval
+    t = tuner_on(m)
+    m.run(t, 10)
+    assert t.current == 2 and m.sets == [] and t.others < 0.1
+    m.others = 1.0  # another process spins on a core
+    m.run(t, 4.1)  # within two intervals
     assert t.current == 1 and m.count == 1 and t.switches == 1
-    run(m, t, 60)
-    assert t.current == 1
-    m.busy = False
-    run(m, t, 21)
-    assert t.current == 2 and m.count == 2 and t.switches == 2
+    m.run(t, 20)
+    assert t.current == 1 and m.sets == [1]
+    m.others = 0.0
+    m.run(t, 4.1)
+    assert t.current == 2 and m.sets == [1, 2]
 
 
-def test_polls_between_probes_only_read_the_clock():
+def test_a_little_load_from_others_keeps_every_core():
     m = FakeMachine()
-    t = tuner_on(m, probe_every_s=20.0, first_probe_s=2.0)
-    run(m, t, 1.9)
-    assert m.probes == 0 and m.count == 2
-    run(m, t, 1.0)
-    assert m.probes == 6  # 3 rounds x 2 counts, alternating
-    run(m, t, 15)
-    assert m.probes == 6
+    t = tuner_on(m)
+    m.others = 0.3  # a daemon waking now and then: less than half a core
+    m.run(t, 10)
+    assert t.current == 2 and t.switches == 0
 
 
-def test_a_little_parallel_gain_is_not_enough():
-    """2 threads 20% faster than one (below 65% of the ideal 2x): one thread, which a busy or
-    oversubscribed machine's many small parallel regions favour."""
-    m = FakeMachine()
-    m.COST = {False: {2: 0.0067, 1: 0.0080}}
-    t = tuner_on(m, first_probe_s=0.0)
-    run(m, t, 1)
+def test_many_cores_drop_one_per_core_taken_and_never_exceed_the_given_count():
+    m = FakeMachine(cores=4)
+    t = tuner_on(m, threads=4, cpus=range(8))  # 4 threads given on an 8-core affinity
+    m.others = 3.0
+    m.run(t, 4.1)
+    assert t.current == 4  # 8 - 3 = 5 free, capped at the 4 given
+    m.others = 6.0
+    m.run(t, 4.1)
+    assert t.current == 2
+    m.others = 9.0
+    m.run(t, 4.1)
     assert t.current == 1
 
 
-def test_inactive_for_one_thread_explicit_threads_and_non_cpu_devices():
+def test_polls_between_intervals_only_read_the_clock():
+    calls = []
+    m = FakeMachine()
+    t = ThreadTuner(2, clock=m.clock, busy=lambda c: calls.append(1) or m.busy_s, own=m.own,
+                    set_threads=m.set_threads, cpus={0, 1})
+    assert len(calls) == 1  # the first sample
+    for _ in range(30):  # 1.5 s: no sample
+        t.poll()
+        m.now += 0.05
+    assert len(calls) == 1
+    for _ in range(20):  # past 2 s: one more
+        t.poll()
+        m.now += 0.05
+    assert len(calls) == 2
+
+
+def test_inactive_for_one_thread_explicit_threads_non_cpu_devices_and_without_proc():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert ThreadTuner.for_run(tiny_config(), torch.device("cpu")).active
+        assert ThreadTuner.for_run(tiny_config(), torch.device("cpu")).active == os.path.exists("/proc/stat")
         assert not ThreadTuner.for_run(tiny_config(threads=2), torch.device("cpu")).active
         assert not ThreadTuner.for_run(tiny_config(), torch.device("meta")).active
+        assert not ThreadTuner(2, busy=lambda c: None).active
         torch.set_num_threads(1)
         t = ThreadTuner.for_run(tiny_config(), torch.device("cpu"))
-        t.next_probe = 0.0
         t.poll()
         assert not t.active and torch.get_num_threads() == 1 and t.describe() == "1 threads"
     finally:
@@ -111,22 +132,30 @@ def test_the_agent_polls_before_its_plans_and_updates(monkeypatch):
     assert len(polls) == 2
 
 
-@pytest.mark.extended
-@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) != 2, reason="a 2-core machine's measurement")
-def test_the_real_probe_picks_one_thread_while_a_core_is_busy():
-    """On 2 cores, with another process spinning on one of them, the probe on two threads is not
-    1.3x faster than on one, and the tuner takes one thread. A measurement: it needs the machine
-    to itself apart from the spinning process (make test-extended; the suite's two workers would
-    take the cores). That the tuner keeps both threads when idle is measured by
-    benchmarks/cpu_roofline.py --sections busy."""
-    before = torch.get_num_threads()
-    busy_proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc")
+def test_proc_readers_see_another_process_and_count_our_children_as_ours():
+    """A spinning child is this process tree's time, not another process's; a spinning process
+    that is not a descendant shows in the cores' busy time only."""
+    cpus = set(os.sched_getaffinity(0))
+    b0, o0, t0 = busy_cpu_seconds(cpus), own_cpu_seconds(), time.monotonic()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile time.process_time() < 1.0: pass"])
+    child.wait()
+    b1, o1, t1 = busy_cpu_seconds(cpus), own_cpu_seconds(), time.monotonic()
+    assert o1 - o0 >= 0.9  # the child's CPU second counts as ours (reaped: cutime)
+    assert b1 - b0 >= o1 - o0 - 0.2
+    # an unrelated spinner: started by a shell that exits at once, so it is no descendant of ours
+    out = subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time\nt = time.time()\nwhile time.time() - t < 1.5: pass' "
+                                      "> /dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    pid = int(out.stdout.strip())
     try:
-        time.sleep(0.3)
-        tuner = ThreadTuner(2, first_probe_s=0.0)
-        tuner.poll()
-        assert tuner.last[1] / tuner.last[2] < 1.3 and tuner.current == 1, tuner.last
+        time.sleep(0.2)
+        b0, o0, t0 = busy_cpu_seconds(cpus), own_cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        b1, o1, t1 = busy_cpu_seconds(cpus), own_cpu_seconds(), time.monotonic()
+        others = ((b1 - b0) - (o1 - o0)) / (t1 - t0)
+        assert others >= 0.6, others  # the unrelated spinner's core
     finally:
-        busy_proc.kill()
-        busy_proc.wait()
-        torch.set_num_threads(before)
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

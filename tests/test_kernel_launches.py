@@ -177,18 +177,16 @@ def test_aot_compile_report_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("preset,envs,bf16", [(1, 1, False), (5, 4, True)])
 def test_cost_model_agrees_with_the_analytic_flop_count(preset, envs, bf16):
-    """kernels/cost.py (summed over recorded launches) against denoise_profile's closed-form count
-    of the rollouts' matrix FLOPs: two independent derivations of the same work (the launch model
-    also counts the first step's policy rollout, hence within 0.1%); bytes at least the weights each
-    launch reads, fewer in bf16."""
-    from mbdpo_fast.kernels.cost import launch_cost, plan_cost
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from denoise_profile import plan_flops
+    """kernels/cost.py summed over recorded launches against its closed-form count of the reference
+    planner's matrix FLOPs (plan_flops, less the encoder, which no rollout launch runs): two
+    independent derivations of the same work (the launch model also counts the first step's policy
+    rollout, hence within 0.1%); bytes at least the weights each launch reads, fewer in bf16."""
+    from mbdpo_fast.kernels.cost import ModelDims, launch_cost, plan_cost, plan_flops
 
     rec, cfg = plan_on_meta("triton", preset=preset, envs=envs, bf16_plan=bf16)
     cost = plan_cost(rec.triton)
-    assert abs(cost.flops - plan_flops(cfg, envs)) <= 1e-3 * plan_flops(cfg, envs)
+    rollouts = plan_flops(cfg, envs) - 2.0 * envs * ModelDims.of(cfg).encoder()
+    assert abs(cost.flops - rollouts) <= 1e-3 * rollouts
     for launch in rec.triton:
         c = dict(launch.constexprs)
         if launch.kernel == "_fused_linear_kernel":
@@ -205,16 +203,13 @@ def test_fused_rollout_cost_model_agrees_with_the_analytic_flop_count(preset, en
     policy's first layer there (in per-environment biases), the policy rollouts' own dynamics (a
     policy row's latents are the value rollout's). Bytes at least the weights each launch reads
     (a hidden layer at least), fewer in bf16."""
-    from mbdpo_fast.kernels.cost import plan_cost
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from denoise_profile import mlp_flops, plan_flops
+    from mbdpo_fast.kernels.cost import ModelDims, plan_cost, plan_flops
 
     rec, cfg = plan_on_meta("fused", preset=preset, envs=envs, bf16_plan=bf16, episodic=episodic)
     L, A, M, N, P, H = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_samples, cfg.num_pi_trajs, cfg.horizon
-    pi, dyn = mlp_flops([L, M, M, 2 * A]), mlp_flops([L + A, M, M, L])
+    dyn = 2 * ModelDims.of(cfg).mlp(L + A, L)
     saved = envs * (N * 3 * 2 * L * M + P * (H - 1) * dyn + P * 2 * L * M)
-    expected = plan_flops(cfg, envs) - (cfg.diffusion_steps - 1) * saved
+    expected = plan_flops(cfg, envs) - 2.0 * envs * ModelDims.of(cfg).encoder() - (cfg.diffusion_steps - 1) * saved
     cost = plan_cost(rec.triton)
     assert abs(cost.flops - expected) <= 1e-3 * expected
     weights = M * M * (2 if bf16 else 4)

@@ -48,7 +48,7 @@ def test_step_rate_quick_on_cpu(tmp_path):
 
 def test_step_rate_dry_run_writes_nothing(tmp_path):
     proc = bench("step_rate.py", ["--dry-run", "--csv", str(tmp_path / "x" / "r.csv")], timeout=120)
-    assert proc.returncode == 0 and "roughly" in proc.stdout and "variants: off, compile+bf16" in proc.stdout
+    assert proc.returncode == 0 and "roughly" in proc.stdout and "variants: off, grouped, grouped+bf16" in proc.stdout
     assert list(tmp_path.iterdir()) == []
 
 
