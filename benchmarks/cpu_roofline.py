@@ -22,7 +22,9 @@ Sections:
           defaults with Inductor's cache cold and warm, idle and with one core busy; about 40 minutes.
           Resumes: runs already in the CSV are kept (delete it to measure again)
 
-Every code path of a workload is timed in the same run, round-robin (a call of each in turn, the
+Each call writes its sections' rows into the CSV and keeps the rows of the sections it did not
+measure (run a section again alone to update it). Every code path of a workload is timed in the
+same run, round-robin (a call of each in turn, the
 median per path), so the ratios compare paths under the same conditions; `speedup` is against the
 reference eager path (the package's plain PyTorch path, kernels=torch without any speed flag).
 GFLOP is the path's own matrix work from mbdpo_fast/kernels/cost.py (plan_flops, update_flops:
@@ -243,9 +245,14 @@ def measure(args, rows: list, workload: str, variants: dict, load: str, calls: d
         for t in counts:
             for dt in dtypes:
                 calls[("matmul", t, dt)] = MatmulCall(r, m, dt, t, matmul_reps(r, m))
-    for c in calls.values():
-        if isinstance(c, Call) and c.threads == 0:
-            c.agent.threads.next_probe = 0.0  # probe under this load at the first call
+    tuned = [c for c in calls.values() if isinstance(c, Call) and c.threads == 0]
+    if tuned:  # let the tuners see this load for a full interval (and choose) before anything is timed
+        for c in tuned:
+            c.agent.threads.last = c.agent.threads._sample()
+        settle = time.perf_counter() + 1.5 * max(c.agent.threads.interval_s for c in tuned)
+        while time.perf_counter() < settle:
+            for c in calls.values():
+                c.run()
     ms = time_round_robin(calls, args.rounds, args.budget)
     ref = ms.get("reference eager")
     for name, c in calls.items():
@@ -308,9 +315,12 @@ def run_busy(args, rows: list) -> None:
         fast = "grouped compiled" if workload.startswith("plan") else "fused compiled"
         variants = {f"{name}, {label}": (paths[name], t) for name in ("reference eager", fast)
                     for label, t in ((f"{n} threads", n), ("1 thread", 1), ("tuned", 0))}
+        before = len(rows)
         calls = measure(args, rows, workload, variants, "idle")
         with BusyCore():
             measure(args, rows, workload, variants, "one core busy", calls)
+        for row in rows[before:]:
+            row["section"] = "busy"
 
 
 def run_xla(args, rows: list, workloads: list[str]) -> None:
@@ -433,7 +443,7 @@ def run_train(args, rows: list, done: list[dict]) -> None:
                         final_return=round(float(evals[-1]["reward"]), 1) if evals else "",
                         note=f"wall clock of the whole command; steps/s: mean of {len(pure)} training windows "
                              f"without evaluation after seeding; Inductor cache {state}"))
-        write_csv(args.csv_path, [{**args.meta, **r} for r in rows], list(args.meta) + FIELDS, quiet=True)
+        args.save()
 
 
 def _yaml_field(text: str, key: str) -> str:
@@ -451,35 +461,84 @@ def _banner_threads(banner: str) -> str:
     return banner.split("(", 2)[2].split(")")[0] if banner.count("(") >= 2 else "-"
 
 
+def _num(x) -> float | None:
+    """A CSV cell (or a measured value) as a float; None for an empty cell."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """One panel per thread count: each workload's paths as bars of GFLOP/s, the matmul rate as a
-    tick on each bar's row; the bar's label gives ms and the speedup over the reference."""
+    """The sections present, one panel each: plan/update paths per thread count (bars of GFLOP/s,
+    black ticks at torch.mm's rate at the workload's shape; labels: ms and the speedup over the
+    reference), the busy section (ms idle and with a core busy), XLA against the package's paths,
+    make train's wall clock."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timed = [r for r in rows if r["section"] in ("plan", "update") and r.get("ms") not in ("", None)
+    timed = [r for r in rows if r.get("section") in ("plan", "update") and _num(r.get("ms")) is not None
              and r.get("load") == "idle"]
-    threads = sorted({r["threads"] for r in timed}) or [1]
-    fig, axes = plt.subplots(1, len(threads), figsize=(8 * len(threads), 0.32 * max(8, len(timed) // len(threads)) + 2),
-                             squeeze=False)
-    for ax, t in zip(axes[0], threads):
-        sel = [r for r in timed if r["threads"] == t]
-        if not sel:
+    counts = sorted({int(_num(r["threads"])) for r in timed if _num(r.get("threads")) is not None})
+    panels = [("paths", t) for t in counts]
+    panels += [(name, None) for name in ("busy", "xla", "train")
+               if any(r.get("section") == name and (_num(r.get("ms")) or _num(r.get("wall_s"))) for r in rows)]
+    if not panels:
+        panels = [("none", None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 7), squeeze=False)
+    for ax, (kind, t) in zip(axes[0], panels):
+        if kind == "paths":
+            sel = [r for r in timed if _num(r["threads"]) == t]
+            values = [_num(r["gflops"]) for r in sel]
+            labels = [f"{_num(r['ms']):.4g} ms" + (f", x{r['speedup']}" if _num(r.get("speedup")) else "") for r in sel]
+            names = [f"{r['workload']}: {r['path_name']}" for r in sel]
+            ticks = [_num(r.get("matmul_gflops")) for r in sel]
+            ax.set_xlabel("GFLOP/s (black tick: torch.mm at the workload's shape, same threads and round-robin)")
+            ax.set_title(f"plan and update, {t} thread{'s' if t > 1 else ''}, idle")
+        elif kind == "busy":
+            sel = [r for r in rows if r.get("section") == "busy" and str(r.get("load")) == "one core busy"]
+            idle = {(r["workload"], r["path_name"]): _num(r["ms"]) for r in rows if r.get("section") == "busy"
+                    and r.get("load") == "idle"}
+            values = [_num(r["ms"]) for r in sel]
+            labels = [f"{_num(r['ms']):.4g} ms busy ({idle.get((r['workload'], r['path_name'])) or 0:.4g} idle), "
+                      f"threads {r['threads']}" for r in sel]
+            names = [f"{r['workload']}: {r['path_name']}" for r in sel]
+            ticks = [idle.get((r["workload"], r["path_name"])) for r in sel]
+            ax.set_xlabel("ms per call with one core busy (black tick: the same call idle)")
+            ax.set_title("another process on one core")
+        elif kind == "xla":
+            sel = [r for r in rows if r.get("section") == "xla" and _num(r.get("ms"))]
+            values = [_num(r["ms"]) for r in sel]
+            labels = [f"{_num(r['ms']):.4g} ms" + (f", XLA / this = {r['vs_xla']}" if _num(r.get("vs_xla")) else "")
+                      for r in sel]
+            names = [f"{r['workload']}, {r['threads']} thr.: {r['path_name']}" for r in sel]
+            ticks = [None] * len(sel)
+            ax.set_xscale("log")
+            ax.set_xlabel("ms per call (log)")
+            ax.set_title("XLA (jax.jit of the same computation) and the package's paths")
+        elif kind == "train":
+            sel = [r for r in rows if r.get("section") == "train" and _num(r.get("wall_s"))]
+            values = [_num(r["wall_s"]) / 60 for r in sel]
+            labels = [f"{_num(r['wall_s']) / 60:.1f} min, {r.get('steps_per_s') or '-'} steps/s, return "
+                      f"{r.get('final_return') or '-'}" for r in sel]
+            names = [f"{r['path_name']} ({r['load']})" for r in sel]
+            ticks = [None] * len(sel)
+            ax.set_xlabel("make train's wall clock, minutes")
+            ax.set_title("make train (walker-walk, profile=cpu_small), whole command")
+        else:
             ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
             continue
         ys = range(len(sel))
-        bars = ax.barh(ys, [r["gflops"] for r in sel], color=["C0" if "reference" in r["path_name"] else "C1" for r in sel])
-        for y, r in zip(ys, sel):
-            if r.get("matmul_gflops") not in ("", None):
-                ax.plot([r["matmul_gflops"]] * 2, [y - 0.4, y + 0.4], color="k", lw=2)
-        ax.bar_label(bars, labels=[f"{r['ms']:.4g} ms" + (f", x{r['speedup']}" if r.get("speedup") not in ("", None) else "")
-                                   for r in sel], fontsize=7)
-        ax.set_yticks(list(ys), [f"{r['workload']}: {r['path_name']}" for r in sel], fontsize=7)
+        bars = ax.barh(ys, values, color=["C0" if "reference" in str(r.get("path_name")) else "C2" if "XLA" in
+                                          str(r.get("path_name")) else "C1" for r in sel])
+        for y, tick in zip(ys, ticks):
+            if tick:
+                ax.plot([tick] * 2, [y - 0.4, y + 0.4], color="k", lw=2)
+        ax.bar_label(bars, labels=labels, fontsize=6)
+        ax.set_yticks(list(ys), names, fontsize=6)
         ax.invert_yaxis()
-        ax.set_xlabel("GFLOP/s (black tick: torch.mm's rate at the workload's shape, same threads)")
-        ax.set_title(f"{t} thread{'s' if t > 1 else ''}")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -495,7 +554,20 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per workload at most")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "cpu_roofline_train"),
                     help="where the train section's runs are kept (default: %(default)s)")
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the CSV and stop (no measurement)")
     args = ap.parse_args()
+    if args.replot:
+        import csv
+
+        csv_path, png = outputs(args)
+        if not csv_path.exists():
+            from common import fail
+            fail(f"no CSV at {csv_path} to redraw", "give --csv the file a measurement wrote")
+        rows = list(csv.DictReader(open(csv_path)))
+        first = rows[0] if rows else {}
+        plot(rows, png, f"cpu_roofline, {first.get('device', '?')}, {first.get('date', '?')}, commit "
+                        f"{first.get('commit', '?')}, torch {first.get('torch', '?')}")
+        return
     dev = check_device(args.device, args.dry_run)
     if dev.type != "cpu":
         from common import fail
@@ -520,12 +592,19 @@ def main() -> None:
     timed = sum(1 for s in ("plan", "update") if s in args.sections)
     seconds = (len(workloads) * len(args.threads) * (args.budget + 60) * timed / 2
                + (180 if "busy" in args.sections else 0) + (10 if "matmul" in args.sections else 0)
-               + ((60 if args.quick else 2400) if "train" in args.sections else 0))
+               + ((60 if args.quick else 3000) if "train" in args.sections else 0)
+               + (len(workloads) * len(args.threads) * (args.budget / 2 + 40) if "xla" in args.sections else 0))
     announce(f"cpu_roofline, torch {torch.__version__}, commit {meta['commit']}", plan, seconds, csv_path, png)
     if args.dry_run:
         return
+    import csv as _csv
+
+    # the CSV's rows of sections this call does not measure are kept (each section can be rerun alone)
+    earlier = list(_csv.DictReader(open(csv_path))) if csv_path.exists() else []
+    kept = [r for r in earlier if r.get("section") not in args.sections]
     rows: list[dict] = []
-    save = lambda quiet=True: write_csv(csv_path, [{**meta, **r} for r in rows], list(meta) + FIELDS, quiet=quiet)
+    save = lambda quiet=True: write_csv(csv_path, kept + [{**meta, **r} for r in rows], list(meta) + FIELDS,
+                                        quiet=quiet)
     if "matmul" in args.sections:
         run_matmul(args, rows, workloads)
         save()
@@ -542,11 +621,8 @@ def main() -> None:
         run_xla(args, rows, workloads)
         save()
     if "train" in args.sections:
-        import csv as _csv
-
-        done = list(_csv.DictReader(open(csv_path))) if csv_path.exists() else []
-        args.csv_path, args.meta = csv_path, meta
-        run_train(args, rows, done)
+        args.save = save
+        run_train(args, rows, earlier)
         save()
     if "busy" in args.sections:
         if not args.quick:
@@ -555,7 +631,7 @@ def main() -> None:
             emit(rows, dict(section="busy", note="not measured: skipped by --quick (compiles and a busy core for minutes)"))
         save()
     save(quiet=False)
-    plot(rows, png, f"cpu_roofline, {meta['device']}, {meta['date']}, commit {meta['commit']}, torch {meta['torch']}")
+    plot(kept + rows, png, f"cpu_roofline, {meta['device']}, {meta['date']}, commit {meta['commit']}, torch {meta['torch']}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ OBS_DIM, ACTION_DIM = 24, 6
 
 
 def xla_flags(threads: int) -> str:
-    """XLA_FLAGS that keep XLA's CPU backend on `threads` threads (0: its default, every core)."""
+    """XLA_FLAGS that keep XLA's CPU backend to one thread for its products (threads=1; 0: its
+    default, every core). With --threads 1 the process is also pinned to one core, so whatever
+    threads XLA starts share it."""
     if threads == 1:
         return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     return ""
@@ -50,8 +52,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="tiny widths")
     args = ap.parse_args()
-    if args.threads == 1 and "XLA_FLAGS" not in os.environ:  # before JAX starts
-        os.environ["XLA_FLAGS"] = xla_flags(1)
+    if args.threads == 1:  # before JAX starts: XLA's own flags, and every thread of this process on one core
+        os.environ.setdefault("XLA_FLAGS", xla_flags(1))
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import torch
 
@@ -424,7 +428,7 @@ def update(s, state, data, key):
 
     wm_opt, pi_opt = _optimisers(s)
     k_wm, k_pi = jax.random.split(key)
-    (total, aux), grads = jax.value_and_grad(world_model_loss, argnums=0, has_aux=True)(
+    (total, aux), grads = jax.value_and_grad(world_model_loss, argnums=1, has_aux=True)(
         s, state["model"], state["pi"], state["target"], state["stats"], data, k_wm)
     updates, wm_state = wm_opt.update(grads, state["wm_opt"], state["model"])
     model = optax.apply_updates(state["model"], updates)

@@ -130,17 +130,18 @@ def prepare(nets: RolloutNets, z0: torch.Tensor, task: torch.Tensor | None, gamm
     # is old feature g * G + j, G = SimNorm's group
     group = d[2].act.group
     perm = torch.arange(L, device=z0.device).view(L // group, group).t().reshape(-1)
-    for k in ("d_w3", "d_b3", "d_g3", "d_e3"):
-        w[k] = w[k][perm]
-    w["w1"] = torch.cat([w_first[:, :L][:, perm], w_first[:, L:]], 1)
-    w["p_w1"] = w["p_w1"][:, perm]
+    cols = torch.cat([perm, torch.arange(L, L + A, device=z0.device)])  # the latent's columns permuted, then a's
+    out = torch.cat([w["d_w3"], w["d_b3"][:, None], w["d_g3"][:, None], w["d_e3"][:, None]], 1).index_select(0, perm)
+    w["d_w3"], w["d_b3"], w["d_g3"], w["d_e3"] = out[:, :-3], out[:, -3], out[:, -2], out[:, -1]
+    w["w1"] = w_first.index_select(1, cols)
+    w["p_w1"] = w["p_w1"].index_select(1, perm)
     if nets.termination is not None:
         tn = nets.termination
         w.update(_layers(tn, "t", L))
-        w["t_w1"] = w["t_w1"][:, perm]
+        w["t_w1"] = w["t_w1"].index_select(1, perm)
         w["t_b1e"] = (tn[0].bias.expand(E, -1) + (F.linear(emb, tn[0].weight[:, L:]) if emb is not None else 0)).contiguous()
-    q_w1 = qw[0][:, :L + A, :].permute(1, 0, 2)  # [L+A, num_q, M1]
-    w.update(q_w1=torch.cat([q_w1[:L][perm], q_w1[L:]]), q_b1=q_b1.contiguous(), q_g1=qg[0], q_e1=qe[0],
+    q_w1 = qw[0].index_select(1, cols).permute(1, 0, 2).contiguous()  # [L+A, num_q, M1]
+    w.update(q_w1=q_w1, q_b1=q_b1.contiguous(), q_g1=qg[0], q_e1=qe[0],
              q_w2=qw[1], q_b2=qb[1], q_g2=qg[1], q_e2=qe[1], q_w3=qw[2], q_b3=qb[2])
     w.update(gamma=gamma.reshape(E, 1).float(), bins=nets.bins, mu=nets.energy_mu, sigma=nets.energy_sigma)
     if mask is not None:
