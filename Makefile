@@ -1,5 +1,6 @@
 # make train  - set up .venv and train MBDPO: cheetah-run at the paper's settings on a GPU, without one
-#               walker-walk at the cpu_small profile (about 12 minutes on 2 cores; its return rises).
+#               walker-walk at the cpu_small profile (about 5 minutes on 2 cores, 4 once its compiled graphs
+#               are cached; its return rises).
 #               Another task: make train TASK=walker-run; overrides: make train ARGS="steps=5000 seed=2"
 # make test   - set up .venv with the test extras and run the test suite (what CI runs)
 # make learning-check - the CPU learning check of benchmarks/learning_check.py (results in
