@@ -446,7 +446,9 @@ def run_train(args, rows: list, done: list[dict]) -> None:
                 pure.append(float(r["env_steps_per_s"]))
             prev = step
         banner = next((line for line in proc.stdout.splitlines() if "threads" in line), "")
-        emit(rows, dict(section="train", workload="make train", path_name=name, path=_banner_paths(banner),
+        from common import commit
+
+        emit(rows, dict(commit=commit(), section="train", workload="make train", path_name=name, path=_banner_paths(banner),
                         threads=_banner_threads(banner), load=load, wall_s=round(wall, 1),
                         steps_per_s=round(statistics.mean(pure), 2) if pure else "",
                         final_return=round(float(evals[-1]["reward"]), 1) if evals else "",
@@ -574,8 +576,9 @@ def main() -> None:
             fail(f"no CSV at {csv_path} to redraw", "give --csv the file a measurement wrote")
         rows = list(csv.DictReader(open(csv_path)))
         first = rows[0] if rows else {}
-        plot(rows, png, f"cpu_roofline, {first.get('device', '?')}, {first.get('date', '?')}, commit "
-                        f"{first.get('commit', '?')}, torch {first.get('torch', '?')}")
+        commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+        plot(rows, png, f"cpu_roofline, {first.get('device', '?')}, {first.get('date', '?')}, commit(s) "
+                        f"{commits}, torch {first.get('torch', '?')}")
         return
     dev = check_device(args.device, args.dry_run)
     if dev.type != "cpu":
@@ -613,7 +616,7 @@ def main() -> None:
     kept = [r for r in earlier if r.get("section") not in args.sections]
     rows: list[dict] = []
     save = lambda quiet=True: write_csv(csv_path, kept + [{**meta, **r} for r in rows], list(meta) + FIELDS,
-                                        quiet=quiet)
+                                        quiet=quiet)  # a row's own columns (a train run's commit) win
     if "matmul" in args.sections:
         run_matmul(args, rows, workloads)
         save()

@@ -81,9 +81,10 @@ def test_denoise_profile_smoke_on_cpu(tmp_path, interpret):
     """Eager always; the Triton kernels only where they can run (interpreted), else a row that says why
     instead of a torch measurement labelled triton. CSV and PNG written."""
     out = tmp_path / "d.csv"
-    proc = bench("denoise_profile.py", ["--device", "cpu", "--quick", "--csv", str(out)], TRITON_INTERPRET=interpret)
+    proc = bench("denoise_profile.py", ["--device", "cpu", "--quick", "--backends", "eager", "triton", "triton-fused",
+                                        "--csv", str(out)], TRITON_INTERPRET=interpret)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SMALL sizes on CPU" in proc.stdout and "nan" not in proc.stdout.lower()
+    assert "TINY widths on CPU" in proc.stdout and "nan" not in proc.stdout.lower()
     assert out.with_suffix(".png").stat().st_size > 10_000
     rows = list(csv.DictReader(open(out)))
     assert [r["backend"] for r in rows] == ["eager", "triton", "triton-fused"]
@@ -137,3 +138,36 @@ def test_env_rate_pixels_on_cpu(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
     proc = bench("env_rate.py", ["--pixels", "--tasks", "hopper-hop", "--csv", str(out)], timeout=120)
     assert proc.returncode == 2 and "hopper-hop has no pixel observations" in proc.stderr
+
+
+def test_cpu_roofline_quick_on_cpu(tmp_path):
+    """--quick: the matmul rates and the eager paths of the plan and the update at tiny widths,
+    each row with its path, GFLOP and share of the matmul rate; the sections that compile or need
+    minutes are rows that say why; --replot redraws the PNG from the CSV."""
+    out = tmp_path / "roofline.csv"
+    proc = bench("cpu_roofline.py", ["--quick", "--sections", "matmul", "plan", "update", "busy", "--csv", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TINY widths" in proc.stdout and "roughly" in proc.stdout
+    rows = list(csv.DictReader(open(out)))
+    by = {(r["section"], r["workload"], r["path_name"]): r for r in rows}
+    for workload, names in (("plan m1", ("reference eager", "grouped eager")), ("update m1 B=64", ("reference eager", "fused eager"))):
+        for name in names:
+            r = by[(workload.split()[0], workload, name)]
+            assert float(r["ms"]) > 0 and float(r["gflop"]) > 0 and 0 < float(r["pct_of_matmul"]) <= 100, r
+    assert by[("plan", "plan m1", "grouped eager")]["path"] == "torch grouped eager fp32"
+    assert by[("update", "update m1 B=64", "fused eager")]["path"] == "fused eager fp32"
+    busy = [r for r in rows if r["section"] == "busy"]
+    assert busy and busy[0]["note"].startswith("not measured: ")
+    png = out.with_suffix(".png")
+    assert png.stat().st_size > 10_000
+    png.unlink()
+    proc = bench("cpu_roofline.py", ["--replot", "--csv", str(out)], timeout=120)
+    assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
+
+
+def test_xla_port_computes_the_package_numbers():
+    """benchmarks/xla_reference.py --check: the JAX port's imagined values and update losses against
+    the package's, so that the XLA timings compare the same computation."""
+    proc = bench("xla_reference.py", ["--check"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the XLA port computes the package's numbers" in proc.stdout
