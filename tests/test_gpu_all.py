@@ -26,3 +26,15 @@ def test_gpu_all_dry_run(tmp_path):
     assert "triton-fp32" in (tmp_path / "plan_eager_graphs_triton.dry.log").read_text()
     assert "triton-fused" in (tmp_path / "plan_fused_rollout.dry.log").read_text()
     assert not list(tmp_path.glob("*.csv"))  # a dry run measures nothing
+
+
+def test_gpu_learning_dry_run(tmp_path):
+    """benchmarks/gpu_learning.sh --dry-run: time_to_return.py on the GPU's configurations (the paper's
+    mode against profile=fast on walker-walk) accepts its options and prints its plan; nothing trains."""
+    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_learning.sh"), "--dry-run"], capture_output=True,
+                       text=True, timeout=300, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "paper: profile=paper" in p.stdout and "fast: profile=fast" in p.stdout and "roughly" in p.stdout
+    assert "3.5 min of wall clock per run" in p.stdout
+    assert not list(tmp_path.glob("*.csv"))

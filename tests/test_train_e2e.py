@@ -13,6 +13,20 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+CLOCK = ("wall_s", "eval_s")
+
+
+def without_clock(rows):
+    """Evaluation rows without their wall-clock columns (which no two runs share)."""
+    return [{k: v for k, v in r.items() if k not in CLOCK} for r in rows]
+
+
+def check_clock(rows):
+    """wall_s and eval_s only grow, across resumed commands too, and evaluation is a part of the wall clock."""
+    walls, evals = [float(r["wall_s"]) for r in rows], [float(r["eval_s"]) for r in rows]
+    assert walls == sorted(walls) and evals == sorted(evals) and all(0 < e < w for e, w in zip(evals, walls)), rows
+
+
 COMMON = TINY + ["eval_freq=100", "checkpoint_freq=100"]
 
 
@@ -30,7 +44,8 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, full_run):
     run(compose_cfg(common + ["steps=200", "resume=true"], tmp_path / "split"))
     full_eval, split_eval = read_csv(full_run / "eval.csv"), read_csv(tmp_path / "split/eval.csv")
     assert [r["step"] for r in full_eval] == ["0", "100", "200"]
-    assert full_eval == split_eval
+    assert without_clock(full_eval) == without_clock(split_eval)
+    check_clock(split_eval)
     key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
     assert key(read_csv(full_run / "train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
 
@@ -110,7 +125,8 @@ def test_resume_after_a_crash_past_a_checkpoint_keeps_each_eval_row_once(tmp_pat
     run(compose_cfg(common + ["resume=true"], tmp_path / "split"))
     full_eval, split_eval = read_csv(full_run / "eval.csv"), read_csv(tmp_path / "split/eval.csv")
     assert [r["step"] for r in split_eval] == ["0", "100", "200"]
-    assert full_eval == split_eval
+    assert without_clock(full_eval) == without_clock(split_eval)
+    check_clock(split_eval)
     key = lambda rows: [(r["step"], r["episode_reward"], r["total_loss"]) for r in rows]
     assert key(read_csv(full_run / "train.csv")) == key(read_csv(tmp_path / "split/train.csv"))
 
@@ -146,7 +162,7 @@ def test_sigkill_at_several_points_then_resume_equals_the_uninterrupted_run(tmp_
     args = COMMON + ["steps=200"]
     p = run_cli("mbdpo_fast.train", args + [f"hydra.run.dir={tmp_path / 'full'}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    rows = lambda d, f: read_csv(d / f) if f == "eval.csv" else \
+    rows = lambda d, f: without_clock(read_csv(d / f)) if f == "eval.csv" else \
         [(r["step"], r["episode_reward"], r["total_loss"]) for r in read_csv(d / f)]
     # (a kill later in the run, past the checkpoint, is test_resume_after_a_crash_past_a_checkpoint's case)
     points = {"at_first_checkpoint": lambda d: (d / "checkpoint.pt").exists()}

@@ -24,8 +24,14 @@ def test_dm_control_workers_run_one_compute_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     # spawn: each worker is a fresh interpreter started with the environment of this moment (the
     # forkserver's server would be one too, unless an earlier test in this process started it)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     env = AsyncVecEnv("cartpole-balance", 2, seed=0, context="spawn")
     try:
+        # gymnasium builds a copy in this process for the spaces: the trainer keeps its threads
+        assert torch.get_num_threads() == 2
         env.reset(seed=0)
         for pid in [p.pid for p in env.vec.processes]:
             environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
@@ -34,6 +40,7 @@ def test_dm_control_workers_run_one_compute_thread(monkeypatch):
         assert all(n <= 4 for n in worker_threads(env)), worker_threads(env)
     finally:
         env.close()
+        torch.set_num_threads(before)
     assert os.environ["OMP_NUM_THREADS"] == "4"
 
 

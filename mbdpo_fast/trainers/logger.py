@@ -1,7 +1,10 @@
 """Run logging: evaluation CSV in the published curves' format, training CSV, optional wandb.
 
 eval.csv columns: step,reward,seed (+ success for suites that report it), one row per
-evaluation, reward the mean episode return over the evaluation episodes.
+evaluation, reward the mean episode return over the evaluation episodes; the online trainers add
+wall_s (seconds the run has taken when the evaluation ended, from its command's start: start-up,
+compilation and earlier evaluations included, summed over resumed commands) and eval_s (how many of
+those seconds went to evaluation).
 """
 from __future__ import annotations
 
@@ -17,10 +20,15 @@ class CSVLog:
     """Append-only CSV with a fixed header; `truncate_after(step)` drops rows of a crashed tail."""
 
     def __init__(self, path: Path, fields: list[str]):
+        """A file that exists keeps its own header (a run written by an earlier version resumes in
+        its columns); a new one gets `fields`."""
         self.path, self.fields = Path(path), list(fields)
         if not self.path.exists() or self.path.stat().st_size == 0:
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
+        else:
+            with open(self.path, newline="") as f:
+                self.fields = next(csv.reader(f), None) or self.fields
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
@@ -41,7 +49,7 @@ class CSVLog:
         os.replace(tmp, self.path)
 
 
-TRAIN_FIELDS = ["step", "episode", "episode_reward", "elapsed_s", "env_steps_per_s", "plan_ms", "update_ms",
+TRAIN_FIELDS = ["step", "episode", "episode_reward", "elapsed_s", "env_steps_per_s", "plan_ms", "update_ms", "env_ms",
                 "total_loss", "consistency_loss", "reward_loss", "value_loss", "energy_loss", "pi_loss",
                 "q_scale", "energy_mu", "energy_sigma"]
 
@@ -53,7 +61,7 @@ class Logger:
         self.work_dir = Path(work_dir)
         self.seed = cfg.seed
         if eval_fields is None:
-            eval_fields = ["step", "reward", "seed"] + (["success"] if with_success else [])
+            eval_fields = ["step", "reward", "seed"] + (["success"] if with_success else []) + ["wall_s", "eval_s"]
         self.eval = CSVLog(self.work_dir / "eval.csv", eval_fields)
         self.train = CSVLog(self.work_dir / "train.csv", train_fields or TRAIN_FIELDS)
         self._wandb = None
@@ -71,10 +79,14 @@ class Logger:
         self.eval.truncate_after(step)
         self.train.truncate_after(step)
 
-    def log_eval(self, step: int, reward: float, success: float | None = None) -> None:
+    def log_eval(self, step: int, reward: float, success: float | None = None,
+                 wall_s: float | None = None, eval_s: float | None = None) -> None:
         row = {"step": step, "reward": f"{reward:.4f}", "seed": self.seed}
         if success is not None:
             row["success"] = f"{success:.4f}"
+        for k, v in (("wall_s", wall_s), ("eval_s", eval_s)):
+            if v is not None:
+                row[k] = f"{v:.2f}"
         self.eval.write(row)
         if self._wandb is not None:
             self._wandb.log({"eval/reward": reward, **({"eval/success": success} if success is not None else {})}, step=step)

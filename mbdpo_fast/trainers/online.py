@@ -41,7 +41,7 @@ from .common import (EvalProgress, check_finite, np_rng_from_tensors, np_rng_to_
                      raise_if_diverged)
 from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
 from .logger import CSVLog, Logger
-from .timing import RegionTimer
+from .timing import RegionTimer, process_age_s
 
 
 class OnlineTrainer:
@@ -77,6 +77,10 @@ class OnlineTrainer:
             self.logger = Logger(cfg, self.work_dir, with_success=with_success)
         self.timer = RegionTimer(self.device)
         self.step, self.episode, self.elapsed = 0, 0, 0.0
+        # wall: seconds from the command's start (start-up and compilation included), summed over
+        # resumed commands; eval_wall: the part of it spent evaluating (eval.csv's wall_s, eval_s)
+        self.wall, self.eval_wall = 0.0, 0.0
+        self._wall0 = time.perf_counter()
         self.last_eval: int | None = None  # step of the latest evaluation
         self.seeded = False  # whether the post-seeding update burst has run
         self.env_rng_restored = False
@@ -95,12 +99,14 @@ class OnlineTrainer:
         states = getattr(self.env, "random_states_before_reset", None)
         return save_run(self.work_dir, self.cfg, self.agent, self.buffer, {
             "step": self.step, "episode": self.episode, "elapsed": self.elapsed, "seeded": self.seeded,
+            "wall": self._wall_now(), "eval_wall": self.eval_wall,
             "last_eval": -1 if self.last_eval is None else self.last_eval,
             "env_rng": [np_rng_to_tensors(rs) for rs in states] if states else None}, self.step)
 
     def load(self, path: str | Path) -> None:
         tr = load_run(path, self.cfg, self.agent, self.buffer)
         self.step, self.episode, self.elapsed = int(tr["step"]), int(tr["episode"]), float(tr["elapsed"])
+        self.wall, self.eval_wall = float(tr.get("wall", self.elapsed)), float(tr.get("eval_wall", 0.0))
         self.last_eval = None if int(tr["last_eval"]) < 0 else int(tr["last_eval"])
         self.seeded = bool(tr.get("seeded", self.step >= self.cfg.seed_steps))
         saved, states = tr.get("env_rng"), getattr(self.env, "random_states", None)
@@ -119,6 +125,11 @@ class OnlineTrainer:
             # resume (to repeat the uninterrupted run's random draws): drop a row it already wrote.
             for log in evals:
                 log.truncate_after(self.step - 1)
+
+    def _wall_now(self) -> float:
+        """Seconds the run has taken from its command's start, earlier commands of a resumed run
+        included (the time between their last checkpoint and their end is not: it is repeated)."""
+        return self.wall + time.perf_counter() - self._wall0
 
     # ----------------------------------------------------------------------------------------
     def _evaluate(self, stage) -> None:
@@ -142,6 +153,7 @@ class OnlineTrainer:
             self.last_eval = self.step
             return
         results = {}
+        t0 = time.perf_counter()
         for name, env in self.eval_envs.items():
             with self.timer.region("eval"):
                 results[name] = run_episodes(self.agent, env, self.cfg.eval_episodes,
@@ -150,8 +162,9 @@ class OnlineTrainer:
         if results:
             # eval.csv keeps the published format: the reward of the first evaluation env (the
             # training backend's own task); the others go to the progress bar.
+            self.eval_wall += time.perf_counter() - t0
             main = next(iter(results.values()))
-            self.logger.log_eval(self.step, main["reward"], main["success"])
+            self.logger.log_eval(self.step, main["reward"], main["success"], wall_s=self._wall_now(), eval_s=self.eval_wall)
             self._eval_summary = {f"eval_{k}": v["reward"] for k, v in results.items()}
         self.last_eval = self.step
 
@@ -183,7 +196,8 @@ class OnlineTrainer:
         row = {"step": self.step, "episode": self.episode,
                "episode_reward": float(acc["ep_return_sum"]) / count if count else float("nan"),
                "elapsed_s": float(self.elapsed), "env_steps_per_s": float(sps),
-               "plan_ms": times.get("plan", float("nan")), "update_ms": times.get("update", float("nan"))}
+               "plan_ms": times.get("plan", float("nan")), "update_ms": times.get("update", float("nan")),
+               "env_ms": times.get("env", float("nan"))}
         row.update({k: v for k, v in losses.items() if k in self.logger.train.fields})
         self.logger.log_train(row)
         pbar.set_postfix(sps=f"{sps:.0f}", ret=f"{row['episode_reward']:.1f}",
@@ -195,6 +209,9 @@ class OnlineTrainer:
         A = cfg.action_dim
         start_wall = time.perf_counter() - self.elapsed
         wall0, step0 = time.perf_counter(), self.step
+        # this command's start-up (interpreter, imports, building the agent and the environments)
+        # counts in the run's wall clock
+        self.wall, self._wall0 = self.wall + process_age_s(), time.perf_counter()
         stop = "steps"
         next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
         due_now = self.last_eval != self.step and self.step % cfg.eval_freq == 0 and (self.step > 0 or cfg.eval_first)

@@ -15,6 +15,7 @@ backends follow gymnasium's same-step auto-reset, so the conversion below serves
 """
 from __future__ import annotations
 
+import multiprocessing
 from functools import partial
 
 import gymnasium as gym
@@ -49,7 +50,9 @@ class GymTask(gym.Env):
 
 
 def _make(task, seed, action_repeat, episode_length, worker: bool, pixels: bool = False):
-    if worker:  # a worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV); never the trainer's own
+    # A worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV). gymnasium's AsyncVectorEnv also
+    # calls this in the trainer's own process (a dummy copy for the spaces), whose threads stay.
+    if worker and multiprocessing.parent_process() is not None:
         torch.set_num_threads(1)
     return GymTask(task, seed, action_repeat, episode_length, pixels)
 
