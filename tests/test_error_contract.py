@@ -20,7 +20,7 @@ CASES = {
     "misspelt key": ("mbdpo_fast.train", ["stpes=10"], "unknown config key 'stpes'. Did you mean steps?"),
     "added unknown key": ("mbdpo_fast.train", ["+stpes=10"], "unknown config key 'stpes'. Did you mean steps?"),
     "wrong type": ("mbdpo_fast.train", ["steps=abc"], "steps=abc"),
-    "unknown profile": ("mbdpo_fast.train", ["profile=nope"], "no such profile (available: cpu_small, fast, paper)"),
+    "unknown profile": ("mbdpo_fast.train", ["profile=nope"], "no such profile (available: cpu_fast, cpu_small, fast, paper)"),
     "unknown task": ("mbdpo_fast.train", ["task=cheetah-rnu"], "unknown task 'cheetah-rnu'. Did you mean cheetah-run"),
     "bad model size": ("mbdpo_fast.train", ["model_size=7"], "model_size=7 is not a preset"),
     "resume without checkpoint": ("mbdpo_fast.train", ["resume=true"], "holds no checkpoint"),
