@@ -22,7 +22,8 @@ OUT=${OUT:-/tmp/out}
 export GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled MUJOCO_GL=disable XLA_PYTHON_CLIENT_PREALLOCATE=false
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
-PY=${PY:-python3}
+# the project's interpreter where `make install` made one (PY overrides)
+if [ -z "${PY:-}" ]; then [ -x .venv/bin/python ] && PY=.venv/bin/python || PY=python3; fi
 BUDGET=480
 total=0
 failed=0

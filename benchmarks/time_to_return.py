@@ -172,7 +172,7 @@ def summarise(curves: dict[str, dict[int, list[dict]]], args) -> list[dict]:
         row["final_step_mean"] = np.mean([e["step"] for e in last]) if last else None
         row["final_return_mean"] = np.mean([e["return"] for e in last]) if last else None
         row["wall_s_mean"] = np.mean([e["wall_s"] for e in last]) if last else None
-        row["eval_share"] = np.mean([e["eval_s"] / max(e["wall_s"], 1e-9) for e in last]) if last else None
+        row["eval_pct"] = 100 * np.mean([e["eval_s"] / max(e["wall_s"], 1e-9) for e in last]) if last else None
         times = [loop_times(Path(args.runs_dir) / args.task / name / f"s{s}") for s in seeds]
         for key in ("plan_ms", "update_ms", "env_ms", "env_steps_per_s"):
             vals = [t[key] for t in times if t[key] is not None]
@@ -330,7 +330,7 @@ def main() -> None:
         print(f"{r['config']:14s} {r['seeds_reaching']:>4d} of {r['seeds']:<3d} "
               f"{(fmt(t / 60, 1) + ' min') if t is not None else 'not reached':>16s} {fmt(r['to_threshold_step']):>10s}"
               + "".join(f" {fmt(r[f'return_at_{s}']):>9s}" for s in args.at)
-              + f" {fmt(100 * r['eval_share'] if r['eval_share'] is not None else None):>9s}%"
+              + f" {fmt(r['eval_pct']):>9s}%"
               + f"  {fmt(r['plan_ms'])} / {fmt(r['update_ms'])} / {fmt(r['env_ms'], 1)}, {fmt(r['env_steps_per_s'], 1)}")
     print(f"\n(time to threshold: mean over the seeds that reached it, from the command's start; the mean curve's "
           f"crossing is in summary.csv)\nwall clock of this call: {time.time() - t0:.0f} s; wrote {out / 'evals.csv'}, "

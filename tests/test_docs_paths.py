@@ -36,3 +36,22 @@ def test_the_scan_finds_paths():
     paths = mentioned_paths()
     assert "docs/architecture.md" in paths and "mbdpo_fast/trainers/online.py" in paths
     assert "tests/test_layering.py" in paths  # named by docs/architecture.md
+
+
+# Markdown files the package writes into a results folder (mbdpo_fast/results.py), not repository files
+WRITTEN_MD = {"tasks.md", "aggregates.md"}
+
+
+def test_every_document_named_is_one_users_have():
+    """A bare document name (`algorithm.md`, `README.md`) in any tracked file, benchmark READMEs
+    included, is a file of the repository or one the package writes: nothing that only its
+    developers have."""
+    have = {f.name for f in tracked_files()} | WRITTEN_MD
+    named = re.compile(r"(?<![\w./-])([A-Za-z0-9_-]+\.md)\b")
+    missing = {}
+    for f in tracked_files():
+        if f.is_file():
+            for m in named.finditer(f.read_text(errors="replace")):
+                if m.group(1) not in have:
+                    missing.setdefault(m.group(1), set()).add(str(f.relative_to(ROOT)))
+    assert not missing, f"documents named but not in the repository: {missing}"

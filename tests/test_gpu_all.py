@@ -11,13 +11,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_all_dry_run(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    """Without PY the script runs the project's .venv interpreter where there is one (make install's)."""
+    env = {**os.environ, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
     env.pop("TRITON_INTERPRET", None)
+    env.pop("PY", None)
+    venv = (ROOT / ".venv" / "bin" / "python").is_file()
+    if not venv:
+        env["PY"] = sys.executable
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_all.sh"), "--dry-run"], capture_output=True, text=True,
                        timeout=600, env=env, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "dry run: every step checked" in p.stdout
     steps = re.findall(r"^== (\S+) \(limit (\d+) s\)", p.stdout, re.M)
+    if venv:
+        assert re.search(r"^== cuda_tests \(limit \d+ s\): \.venv/bin/python -m pytest", p.stdout, re.M), p.stdout[:2000]
     assert {s for s, _ in steps} >= {"cuda_tests", "plan_eager_graphs_triton", "plan_fused_rollout", "plan_compiled", "update",
                                        "denoise_profile", "offline_update", "mjx_bridge", "mjx_pixels"}
     assert sum(int(t) for _, t in steps) <= 480
