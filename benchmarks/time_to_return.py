@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import Parser, announce, check_writable, commit, fail, write_csv  # noqa: E402
 
+from mbdpo_fast import results  # noqa: E402
+
 CONFIGS = {
     "cpu": {"paper": ["profile=cpu_small"], "cpu_fast": ["profile=cpu_fast"], "fast": ["profile=fast"]},
     "cuda": {"paper": ["profile=paper"], "cpu_fast": ["profile=cpu_fast"], "fast": ["profile=fast"]},
@@ -140,14 +142,10 @@ def first_reaching(evals: list[dict], threshold: float) -> dict | None:
 
 def value_at(evals: list[dict], step: int) -> float | None:
     """The return of the last evaluation at or before `step` (None before the first)."""
-    before = [e["return"] for e in evals if e["step"] <= step]
-    return before[-1] if before else None
+    return results.value_at([(e["step"], e["return"]) for e in evals], step)
 
 
-def interval(values) -> tuple[float, float, float]:
-    from mbdpo_fast.results import mean_interval
-
-    return mean_interval(values)
+interval = results.mean_interval  # (mean, low, high): 95% Student-t over seeds
 
 
 def summarise(curves: dict[str, dict[int, list[dict]]], args) -> list[dict]:
@@ -162,7 +160,7 @@ def summarise(curves: dict[str, dict[int, list[dict]]], args) -> list[dict]:
             row.update({f"to_threshold_{key}": m, f"to_threshold_{key}_lo": lo, f"to_threshold_{key}_hi": hi})
         # the mean curve over seeds: the first evaluation step at which it reaches the threshold
         steps = sorted({e["step"] for ev in seeds.values() for e in ev})
-        mean_at = {s: np.mean([value_at(ev, s) for ev in seeds.values() if value_at(ev, s) is not None]) for s in steps}
+        mean_at = {s: np.mean([v for v in (value_at(ev, s) for ev in seeds.values()) if v is not None]) for s in steps}
         crossing = next((s for s in steps if mean_at[s] >= args.threshold), None)
         row["mean_curve_reaches_at_step"] = crossing
         if crossing is not None:  # when the last seed's evaluation at that step ended
