@@ -50,6 +50,16 @@ def run_checkpoint(cfg: DictConfig) -> Path:
     return ckpt
 
 
+def choose_renderer(cfg: DictConfig) -> None:
+    """save_video=true: choose headless OpenGL for this process and its workers now, before MuJoCo
+    is imported (it reads MUJOCO_GL once); RenderingError, one line before anything is created,
+    where nothing renders."""
+    if cfg.get("save_video"):
+        from .envs.cpu.pixels import use_headless_gl
+
+        use_headless_gl()
+
+
 def resume_or_start(trainer, ckpt: Path, resume: bool) -> bool:
     """Load `ckpt` into an online trainer when resuming (True); else start fresh, dropping log rows
     of an earlier run in the same directory that never checkpointed (False)."""
@@ -66,26 +76,174 @@ def save_spec(spec, path: Path) -> None:
     OmegaConf.save(OmegaConf.create(spec.to_dict()), path)
 
 
-def train_and_report(trainer, spec, banner: str) -> dict:
-    """Save the run spec beside the run, print the banner, train, print the summary."""
-    save_spec(spec, Path(spec.work_dir) / "config.yaml")
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
+
+
+def resume_command(entry: str, more: bool = False) -> str:
+    """The command that continues this run: the entry point with this command line's overrides
+    and resume=true (in a Hydra sweep job: the sweep's own command, which resumes unfinished jobs);
+    more=True (a finished run): with steps=<more> in place of its steps."""
+    import shlex
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return f"python -m {entry} ... resume=true" + (" steps=<more>" if more else "")
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return "the same sweep command again (-m): finished jobs are skipped, this one resumes"
+    drop = ("resume=",) + (("steps=",) if more else ())
+    args = [a for a in hc.overrides.task if not a.startswith(drop)] + list(hc.overrides.hydra) + ["resume=true"]
+    args = [a for a in args if not a.startswith(("hydra.mode=", "hydra.job.", "hydra.runtime."))]
+    return f"python -m {entry} {shlex.join(args)}" + (" steps=<more>" if more else "")
+
+
+def print_run_summary(summary: dict, work_dir: Path, entry: str, eval_csv: Path | None = None) -> None:
+    """A run's last lines, for a person: what ended it, steps and wall clock, the last evaluation,
+    the run directory and the commands to evaluate, resume and plot it."""
+    import csv
+
+    stop = summary.get("stop", "steps")
+    why = {"steps": "finished", "time_limit": "stopped at its time_limit"}.get(stop, f"stopped by {stop}")
+    unit = "updates" if "env_steps_per_s" not in summary else "env steps"
+    rate = f" ({summary['env_steps_per_s']:.1f} env steps/s in this command)" if "env_steps_per_s" in summary else ""
+    print(f"{why}: {summary['step']:,} {unit} in {_duration(summary.get('elapsed_s', 0.0))} of training{rate}")
+    rows = []
+    if eval_csv is not None and eval_csv.exists():
+        with open(eval_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+    if rows:
+        last = rows[-1]
+        value = ("return", last["reward"]) if "reward" in last else ("normalised score", last.get("score", "?"))
+        print(f"last evaluation: {value[0]} {float(value[1]):.1f} at step {int(float(last['step'])):,} ({eval_csv})")
+    else:
+        print("last evaluation: none yet")
+    ckpt = work_dir / CHECKPOINT_NAME
+    print(f"run directory: {work_dir}")
+    print(f"  evaluate: python -m mbdpo_fast.evaluate checkpoint={ckpt}")
+    print(f"  resume:   {resume_command(entry, more=stop == 'steps')}")
+    if (work_dir / "train.csv").exists() and eval_csv is not None:
+        print(f"  plot:     python benchmarks/plot_returns.py {eval_csv} {work_dir / 'train.csv'} {work_dir / 'returns.png'}")
+    if any(work_dir.glob("events.out.tfevents.*")):
+        print(f"  watch:    tensorboard --logdir {work_dir}")
+    if (work_dir / "videos").is_dir():
+        print(f"  videos:   {work_dir / 'videos'}")
+
+
+def train_and_report(trainer, spec, banner: str, entry: str = "mbdpo_fast.train") -> dict:
+    """Save the run spec beside the run, print the banner, train, print the summary. A signal
+    (trainers.common.StopSignals) ends training with a checkpoint, the command that resumes it and
+    exit code EXIT_STOPPED, after the handler a launcher had installed (submitit's requeues)."""
+    from .trainers.common import EXIT_STOPPED, StopSignals
+
+    work_dir = Path(spec.work_dir)
+    save_spec(spec, work_dir / "config.yaml")
     print(banner)
-    summary = trainer.train()
-    print(f"done: {summary}")
+    with StopSignals() as stop:
+        summary = trainer.train(stop)
+        print_run_summary(summary, work_dir, entry, work_dir / "eval.csv")
+        if stop.requested:
+            print(f"{stop.name}: checkpoint written at step {summary['step']:,}; resume with "
+                  f"{resume_command(entry)}", flush=True)
+            stop.pass_on()
+            raise SystemExit(EXIT_STOPPED)
     return summary
+
+
+LOCK_NAME = ".run.lock"
+
+
+def _is_secondary_rank() -> bool:
+    """A torchrun process other than rank 0 (rank 0 holds the run directory for all of them)."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) != 0
+
+
+class RunLock:
+    """One process per run directory: an exclusive lock (flock) on <run dir>/.run.lock, held by the
+    operating system for as long as the holder lives, so a killed run never blocks its own resume.
+    The file names the holder (pid, host, start time, command) for the refusal's message."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.fd: int | None = None
+
+    @staticmethod
+    def _try(fd: int) -> bool:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _refuse(self, fd: int):
+        import os
+
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        return ConfigError(f"{self.path.parent} is in use by {holder}: one process per run directory (wait for it, "
+                           f"stop it, or choose another exp_name/seed or hydra.run.dir)")
+
+    def check(self) -> None:
+        """ConfigError naming the holder if a live process holds the directory; creates nothing."""
+        import os
+
+        if _is_secondary_rank() or not self.path.exists():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        if not self._try(fd):
+            raise self._refuse(fd)
+        os.close(fd)  # closing releases the probe's lock
+
+    def __enter__(self) -> "RunLock":
+        import datetime
+        import os
+        import socket
+
+        if _is_secondary_rank():
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not self._try(fd):
+            raise self._refuse(fd)
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        try:  # the command as typed (python -m ...), which sys.argv no longer shows
+            with open("/proc/self/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            command = " ".join(sys.argv)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} (started {started}: {command[:300]})\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock; the file stays (removing it would race a new holder)
+            self.fd = None
 
 
 def hydra_entry(cfg: DictConfig, run) -> None:
     """The body of a training entry point's @hydra.main: work_dir defaults to Hydra's run
-    directory, user mistakes become one error line (exit 2)."""
+    directory, user mistakes become one error line (exit 2), and the run holds its directory
+    (RunLock) while it runs."""
     from hydra.core.hydra_config import HydraConfig
 
     with open_dict(cfg):
         if OmegaConf.is_missing(cfg, "work_dir"):
             cfg.work_dir = HydraConfig.get().runtime.output_dir
     with user_errors():
-        if sweep_job(cfg):
-            run(cfg)
+        with RunLock(Path(cfg.work_dir)):
+            if sweep_job(cfg):
+                run(cfg)
 
 
 def expand_task_sweep(argv: list[str]) -> list[str]:
@@ -228,6 +386,8 @@ def precheck(config_name: str, schema: type, validate=None, argv: list[str] | No
                 if "work_dir" in {f.name for f in dataclasses.fields(schema)} and OmegaConf.is_missing(cfg, "work_dir"):
                     cfg.work_dir = str(cfg.hydra.run.dir)
                 del cfg["hydra"]
+            if cfg.get("work_dir"):
+                RunLock(Path(cfg.work_dir)).check()
             validate(cfg)
             if cfg.get("work_dir"):
                 check_writable(Path(cfg.work_dir))

@@ -183,6 +183,8 @@ class Config:
     # --- logging ------------------------------------------------------------------------------
     wandb: WandbConfig = field(default_factory=WandbConfig)
     progress_bar: bool = True
+    tensorboard: bool = False  # also write TensorBoard event files (train rows, evaluations) beside the CSVs
+    save_video: bool = False  # an MP4 of the first evaluation episode at every evaluation: videos/eval_<step>.mp4
 
     # --- derived (filled by `resolve`; do not set) --------------------------------------------
     obs_dim: int = -1
@@ -407,6 +409,15 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     _require(cfg.wandb.mode == "disabled" or importlib.util.find_spec("wandb") is not None,
              f"wandb.mode={cfg.wandb.mode} needs wandb, which is not installed (pip install 'mbdpo_fast[wandb]', "
              f"or wandb.mode=disabled)")
+    _require(not cfg.tensorboard or importlib.util.find_spec("tensorboard") is not None,
+             "tensorboard=true needs tensorboard, which is not installed (pip install 'mbdpo_fast[tensorboard]', "
+             "or tensorboard=false)")
+    _require(not cfg.save_video or all(importlib.util.find_spec(m) is not None for m in ("imageio", "imageio_ffmpeg")),
+             "save_video=true needs imageio and imageio-ffmpeg, which are not installed (pip install "
+             "'mbdpo_fast[video]', or save_video=false)")
+    _require(not cfg.save_video or cfg.env_backend in ("dmc", "mjx"),
+             f"save_video=true renders dm_control, MetaWorld, MyoSuite and MJX tasks; env_backend={cfg.env_backend} "
+             f"has no renderer here (save_video=false)")
     _require(not (cfg.grad_checkpoint and cfg.cudagraphs), "grad_checkpoint=true does not combine with cudagraphs=true")
     resolve_device(cfg.device)
     return to_spec(cfg)

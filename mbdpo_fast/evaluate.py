@@ -1,4 +1,5 @@
 """python -m mbdpo_fast.evaluate checkpoint=PATH [tasks=[...]] [episodes=10] [device=auto] [seed=0] [output=FILE]
+                                 [save_video=true]
 
 Evaluates a checkpoint's policy (planner in eval mode, no action noise) for N episodes on each
 task of `tasks` (default: every task the checkpoint was trained on; set names mt30/mt80 expand;
@@ -34,6 +35,7 @@ class EvaluateConfig:
     device: str = "auto"
     seed: int = 0
     output: str | None = None  # per-episode CSV; default eval_<task>_<step>.csv next to the checkpoint
+    save_video: bool = False  # one MP4 per episode: videos/<task>_<step>_ep<k>.mp4 beside the CSV
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -70,6 +72,15 @@ def check_command(ecfg: DictConfig) -> None:
     if ecfg.episodes < 1:
         raise ConfigError(f"episodes={ecfg.episodes} must be >= 1")
     load_checkpoint(ecfg.checkpoint)
+    if ecfg.get("save_video"):
+        import importlib.util
+
+        if not all(importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")):
+            raise ConfigError("save_video=true needs imageio and imageio-ffmpeg, which are not installed (pip install "
+                              "'mbdpo_fast[video]', or save_video=false)")
+        from .envs.cpu.pixels import use_headless_gl
+
+        use_headless_gl()  # a RenderingError (one line) now rather than after loading the agent
 
 
 def run(ecfg: DictConfig) -> dict:
@@ -85,7 +96,9 @@ def run(ecfg: DictConfig) -> dict:
         w = csv.writer(f)
         w.writerow(["task", "index", "step", "episode", "return", "success"])
         for i in indices:
-            r = evaluate_task(agent, cfg, i, ecfg.episodes, seed=ecfg.seed + 7919 * i)
+            task = cfg.tasks[i] if cfg.multitask else cfg.task
+            video_of = (lambda k, task=task: out.parent / "videos" / f"{task}_{step}_ep{k}.mp4") if ecfg.save_video else None
+            r = evaluate_task(agent, cfg, i, ecfg.episodes, seed=ecfg.seed + 7919 * i, video_of=video_of)
             results.append(r)
             for k, ret in enumerate(r.returns):
                 w.writerow([r.task, i, step, k, f"{ret:.4f}", f"{r.successes[k]:.0f}" if r.successes else ""])
@@ -101,6 +114,8 @@ def run(ecfg: DictConfig) -> dict:
     totals = summarize(results)
     print(f"step {step}: mean normalised score {totals['score']:.2f} over {len(results)} tasks "
           f"({ecfg.episodes} episodes each) -> {out}, {summary_path}")
+    if ecfg.save_video:
+        print(f"videos: {out.parent / 'videos'}")
     return {"step": step, "results": results, **totals, "csv": str(out), "summary_csv": str(summary_path)}
 
 

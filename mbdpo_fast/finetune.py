@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
+from .cli import choose_renderer, hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
 from .config import Config, RunSpec, apply_threads, register_schema, resolve, resolve_tasks
 from .data.checkpoint import load_checkpoint
 from .envs import make_env, make_eval_envs
@@ -77,6 +77,7 @@ def prepare(cfg: DictConfig):
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: pass checkpoint=PATH of a pretrained (multi-task) checkpoint")
     own_ckpt = run_checkpoint(cfg)
+    choose_renderer(cfg)
     if cfg.task in TASK_SETS:
         raise ConfigError(f"fine-tuning trains one task; task={cfg.task} is a task set (name one of its tasks)")
     payload = load_checkpoint(cfg.checkpoint)
@@ -95,7 +96,7 @@ def run(cfg: DictConfig) -> dict:
     if not resume_or_start(trainer, own_ckpt, cfg.resume):
         load_pretrained(trainer.agent.model, payload["agent"]["model"], num_seen, cfg.checkpoint)
     seen = "seen" if cfg.task in list(payload["config"].get("tasks", []))[:num_seen] or not cfg.multitask else "unseen"
-    return train_and_report(trainer, cfg, f"fine-tune {cfg.task} ({seen} task) from {cfg.checkpoint} (step {payload['trainer']['step']}) | "
+    return train_and_report(trainer, cfg, entry="mbdpo_fast.finetune", banner=f"fine-tune {cfg.task} ({seen} task) from {cfg.checkpoint} (step {payload['trainer']['step']}) | "
           f"{trainer.agent.model.num_parameters() / 1e6:.2f}M params | device {trainer.device} | steps {cfg.steps} "
           f"| run dir {work_dir}")
 

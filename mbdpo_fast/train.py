@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import expand_task_sweep, hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
+from .cli import choose_renderer, expand_task_sweep, hydra_entry, precheck, resume_or_start, run_checkpoint, train_and_report
 from .config import Config, apply_threads, register_schema, resolve_task, resolve_tasks
 from .envs import envs_per_task, make_env, make_eval_envs
 from .errors import ConfigError
@@ -40,8 +40,11 @@ def build_envs(spec):
 
 
 def prepare(cfg: DictConfig):
-    """(run spec, checkpoint path) of a composed config: every check that needs no environment."""
+    """(run spec, checkpoint path) of a composed config: every check that needs no environment.
+    save_video=true also chooses headless OpenGL here (before MuJoCo is imported), so that a machine
+    that cannot render refuses the run before anything is created."""
     ckpt = run_checkpoint(cfg)
+    choose_renderer(cfg)
     if cfg.task in TASK_SETS or len(cfg.tasks):
         names = expand(list(cfg.tasks) if len(cfg.tasks) else [cfg.task])
         if cfg.task in names:  # the run trains every task: name it by none of them

@@ -94,3 +94,41 @@ def test_worker_errors_carry_the_traceback(tmp_path):
         SubprocessVectorEnv("mw-reach", 1, 0, sys.executable, start_timeout=60)
     with pytest.raises(ConfigError, match="unknown task 'mw-not-a-task'"):
         SubprocessVectorEnv("mw-not-a-task", 1, 0, sys.executable, start_timeout=60)
+
+
+@pytest.mark.parametrize("task", [pytest.param("mw-reach", marks=needs_metaworld),
+                                  pytest.param("myo-reach", marks=needs_myosuite)])
+def test_suite_workers_render_frames_for_videos(task):
+    """save_video's frames from a suite worker: the copies asked for, uint8 [size, size, 3], a
+    scene (not a blank image) that changes as the robot moves. In a fresh process: headless
+    OpenGL must be chosen before MuJoCo is imported."""
+    import os
+    import subprocess
+    import sys
+
+    from mbdpo_fast.envs.cpu import pixels
+    from mbdpo_fast.errors import RenderingError
+
+    try:
+        pixels.headless_gl({**os.environ, "MUJOCO_GL": ""})
+    except RenderingError:
+        pytest.skip("no headless OpenGL (EGL/OSMesa) on this machine")
+    script = f"""
+import numpy as np, torch
+from mbdpo_fast.envs.cpu.pixels import use_headless_gl
+use_headless_gl()
+from mbdpo_fast.envs.cpu.vector import AsyncVecEnv
+env = AsyncVecEnv({task!r}, 2, seed=0)
+env.reset(seed=0)
+a, = env.render_rgb([1], 64)
+for _ in range(10):
+    env.step(torch.ones(2, env.action_dim))
+b, c = env.render_rgb([1, 0], 64)
+env.close()
+print("FRAMES", a.shape, a.dtype, float(a.std()), float(np.abs(a.astype(int) - b.astype(int)).mean()))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "MUJOCO_GL": "", "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    shape, dtype, std, moved = p.stdout.split("FRAMES")[1].rsplit(maxsplit=3)
+    assert shape.strip() == "(64, 64, 3)" and dtype == "uint8" and float(std) > 5 and float(moved) > 0.1, p.stdout

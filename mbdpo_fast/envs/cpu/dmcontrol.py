@@ -68,6 +68,11 @@ class DMControlEnv:
         """The task's RNG (initial states at reset): saved in checkpoints for exact resume."""
         return self._env.task.random
 
+    def render_rgb(self, size: int) -> np.ndarray:
+        """The current state seen from the task's first camera, uint8 [size, size, 3] (headless
+        OpenGL: envs/cpu/pixels.use_headless_gl before MuJoCo is imported)."""
+        return self.physics.render(height=size, width=size, camera_id=0)
+
     def _flatten(self, observation) -> np.ndarray:
         return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in observation.values()])
 

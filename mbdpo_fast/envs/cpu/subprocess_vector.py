@@ -125,6 +125,18 @@ class SubprocessVectorEnv(gym.vector.VectorEnv):
                         final_info={"success": final_success, "_success": done}, _final_info=done)
         return obs, reward, terminated, truncated, info
 
+    def render_rgb(self, indices: list[int], size: int) -> list[np.ndarray]:
+        """The current frames of workers `indices`, uint8 [size, size, 3] each."""
+        for i in indices:
+            self._conns[i].send(("render", int(size)))
+        out = []
+        for i in indices:
+            msg = self._conns[i].recv()
+            if msg[0] == "error":
+                raise WorkerError(f"suite worker {msg[1]} failed:\n{msg[2]}")
+            out.append(msg[1])
+        return out
+
     def close_extras(self, **kwargs) -> None:
         for conn in self._conns:
             if conn is not None:

@@ -4,7 +4,7 @@
 
 It connects back to the parent over a multiprocessing.connection socket (never stdout: some
 suites print banners there), builds the task, and serves ("reset",) / ("step", action) /
-("close",) requests. A step that ends an episode resets in the same request (gymnasium's
+("render", size) / ("close",) requests. A step that ends an episode resets in the same request (gymnasium's
 same-step auto-reset) and returns the terminal observation and info separately. A user's error
 while building (errors.UserError, e.g. a task's assets not downloaded) goes back as its class name
 and message, which the parent raises as that error. Imports numpy and the suite only.
@@ -46,6 +46,8 @@ def serve(address: str, authkey: bytes, index: int, args: dict) -> None:
                 obs, reward, terminated, truncated, info = env.step(msg[1])
                 final_obs, final_info = info.pop("final_obs", None), info.pop("final_info", None)
                 conn.send(("ok", (obs, reward, terminated, truncated, info, final_obs, final_info)))
+            elif msg[0] == "render":
+                conn.send(("ok", env.render_rgb(msg[1])))
             elif msg[0] == "close":
                 conn.close()
                 return

@@ -48,6 +48,16 @@ class _SuiteAdapter:
         self.obs_dim = int(self._env.observation_space.shape[0])
         self.action_dim = int(self._env.action_space.shape[0])
 
+    def _render(self, model, data, size: int, camera) -> np.ndarray:
+        """The simulator's current state rendered by MuJoCo, uint8 [size, size, 3] (headless OpenGL:
+        the worker inherits MUJOCO_GL from a trainer that chose it, envs/cpu/pixels.py)."""
+        import mujoco
+
+        if getattr(self, "_renderer", None) is None or self._renderer.height != size:
+            self._renderer = mujoco.Renderer(model, size, size)
+        self._renderer.update_scene(data, camera=camera)
+        return self._renderer.render().copy()
+
     def step(self, action):
         a = np.clip(np.asarray(action, dtype=np.float32), -1, 1)
         obs, r, _, _, info = self._env.step(a.copy())
@@ -73,6 +83,10 @@ class MetaWorldEnv(_SuiteAdapter):
 
     def _success(self, info: dict) -> float:
         return float(info["success"])
+
+    def render_rgb(self, size: int) -> np.ndarray:
+        """The scene from MetaWorld's corner2 camera (TD-MPC2's), uint8 [size, size, 3]."""
+        return self._render(self._env.model, self._env.data, size, "corner2")
 
     def reset(self) -> np.ndarray:
         obs, _ = self._env.reset()
@@ -100,6 +114,14 @@ class MyoSuiteEnv(_SuiteAdapter):
 
     def _success(self, info: dict) -> float:
         return float(bool(info["solved"]))
+
+    def render_rgb(self, size: int) -> np.ndarray:
+        """The hand from its hand_side_inter camera (TD-MPC2's), uint8 [size, size, 3]."""
+        import mujoco
+
+        env = self._env.unwrapped
+        cam = "hand_side_inter" if mujoco.mj_name2id(env.mj_model, mujoco.mjtObj.mjOBJ_CAMERA, "hand_side_inter") >= 0 else -1
+        return self._render(env.mj_model, env.mj_data, size, cam)
 
     def reset(self) -> np.ndarray:
         obs, _ = self._env.reset(seed=self._seed)

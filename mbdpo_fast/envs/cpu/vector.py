@@ -27,9 +27,10 @@ class GymTask(gym.Env):
     """A single in-process CPU task (the adapters' reset/step API) as a gymnasium Env for workers."""
 
     def __init__(self, task: str, seed: int, action_repeat: int | None, episode_length: int | None,
-                 pixels: bool = False):
+                 pixels: bool = False, index: int = 0):
         from .suites import make_suite_env
 
+        self.index = index  # this copy's position in the batched env (render_rgb)
         self.env = make_suite_env(task, seed, action_repeat, episode_length, pixels)
         if pixels:
             self.observation_space = gym.spaces.Box(0, 255, self.env.obs_shape, np.uint8)
@@ -48,13 +49,18 @@ class GymTask(gym.Env):
     def step(self, action):
         return self.env.step(action)
 
+    def render_rgb(self, indices: list[int], size: int):
+        """This copy's current frame, uint8 [size, size, 3], if its index is among `indices`, else
+        None (the vector env's `call` reaches every copy)."""
+        return self.env.render_rgb(size) if self.index in indices else None
 
-def _make(task, seed, action_repeat, episode_length, worker: bool, pixels: bool = False):
+
+def _make(task, seed, action_repeat, episode_length, worker: bool, pixels: bool = False, index: int = 0):
     # A worker process: one thread (see envs.cpu.SINGLE_THREAD_ENV). gymnasium's AsyncVectorEnv also
     # calls this in the trainer's own process (a dummy copy for the spaces), whose threads stay.
     if worker and multiprocessing.parent_process() is not None:
         torch.set_num_threads(1)
-    return GymTask(task, seed, action_repeat, episode_length, pixels)
+    return GymTask(task, seed, action_repeat, episode_length, pixels, index)
 
 
 class AsyncVecEnv:
@@ -81,7 +87,7 @@ class AsyncVecEnv:
 
             use_headless_gl()
         if suite == "dmcontrol":
-            fns = [partial(_make, task, seed + i, action_repeat, episode_length, asynchronous, pixels)
+            fns = [partial(_make, task, seed + i, action_repeat, episode_length, asynchronous, pixels, i)
                    for i in range(self.num_envs)]
             if asynchronous:
                 with single_threaded_children():
@@ -137,6 +143,15 @@ class AsyncVecEnv:
         self._len[done] = 0
         return (self._t(obs, self._obs_dtype), self._t(reward), self._t(terminated, torch.bool),
                 self._t(truncated, torch.bool), out)
+
+    def render_rgb(self, indices: list[int], size: int) -> list[np.ndarray]:
+        """The current frames of copies `indices`, uint8 [size, size, 3] each (evaluation videos;
+        the process must have chosen headless OpenGL before MuJoCo was imported:
+        envs/cpu/pixels.use_headless_gl)."""
+        if isinstance(self.vec, (gym.vector.AsyncVectorEnv, gym.vector.SyncVectorEnv)):
+            frames = self.vec.call("render_rgb", list(indices), int(size))
+            return [frames[i] for i in indices]
+        return self.vec.render_rgb(indices, size)
 
     @property
     def random_states(self) -> list | None:

@@ -168,6 +168,29 @@ class MJXVecEnv:
         obs = out["obs"] if self._frames is None else to_torch(self._carry["stack"])
         return obs, out["reward"], out["terminated"], out["truncated"], info
 
+    def render_rgb(self, indices: list[int], size: int) -> list:
+        """The current frames of copies `indices`, uint8 [size, size, 3] each: their positions,
+        velocities and mocap poses copied to the host into C MuJoCo (mj_forward) and rendered there
+        from the task's first camera (headless OpenGL: envs/cpu/pixels.use_headless_gl before MuJoCo
+        is imported). For evaluation videos: one small device-to-host copy per call."""
+        import mujoco
+        import numpy as np
+
+        m = self.env.mj_model
+        if getattr(self, "_renderer", None) is None or self._renderer.height != size:
+            self._renderer, self._mj_data = mujoco.Renderer(m, size, size), mujoco.MjData(m)
+        data, idx = self._carry["state"].data, np.asarray(indices)
+        fields = ["qpos", "qvel"] + (["mocap_pos", "mocap_quat"] if m.nmocap else [])
+        host = {f: np.asarray(getattr(data, f)[idx]) for f in fields}
+        frames = []
+        for k in range(len(indices)):
+            for f in fields:
+                getattr(self._mj_data, f)[:] = host[f][k]
+            mujoco.mj_forward(m, self._mj_data)
+            self._renderer.update_scene(self._mj_data, camera=0 if m.ncam else -1)
+            frames.append(self._renderer.render().copy())
+        return frames
+
     def compiled_counts(self) -> dict[str, int]:
         """Distinct compiled versions of the jitted reset and step ({"reset": 1, "step": 1} after
         warm-up when nothing re-traces)."""
