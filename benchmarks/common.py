@@ -8,6 +8,7 @@ A row that was not measured carries an empty value and a note saying why; nothin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -112,6 +113,43 @@ def outputs(args) -> tuple[Path, Path | None]:
     if png == "absent":
         return csv_path, None
     return csv_path, check_writable(png or csv_path.with_suffix(".png"), "PNG")
+
+
+def quiet_libraries() -> None:
+    """Keep a benchmark's output to its plan, table and file paths: warnings of the libraries under
+    it that say nothing about the measurement are dropped (absl's logger, through which dm_control
+    passes MuJoCo's `settotalmass` deprecation; Python warnings). Errors still show."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def nested_run():
+    """Around a training run (or an agent) that a benchmark builds in its own process: torch.compile
+    starts from empty caches (the graphs of earlier variants would push this one past dynamo's
+    recompile limit, where it would run eagerly, unlike a real run), and the run's banner and
+    end-of-run lines go to a buffer that is shown only if the run fails."""
+    import io
+
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    except BaseException:
+        sys.stdout.write(buf.getvalue())
+        raise
 
 
 def announce(title: str, plan: list[str], seconds: float, csv_path: Path, png: Path | None = None) -> None:

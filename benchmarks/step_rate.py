@@ -34,10 +34,11 @@ import time
 from pathlib import Path
 
 import torch
+import torch._dynamo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (announce, benchmark_parser, check_device, error_note, fail, outputs, shown,  # noqa: E402
-                    stamp, write_csv)
+from common import (announce, benchmark_parser, check_device, error_note, fail, nested_run, outputs,  # noqa: E402
+                    quiet_libraries, shown, stamp, write_csv)
 
 VARIANTS_CUDA = {
     "off": {},
@@ -93,6 +94,7 @@ def make_agent(args, variant: dict, **over):
     from mbdpo_fast.config import default_config, resolve
 
     sizes = dict(SMALL) if args.small else {"model_size": 5}
+    torch._dynamo.reset()  # a fresh compile cache per agent: past the recompile limit it would run eagerly
     cfg = resolve(default_config(device=args.device, work_dir="unused", threads=torch.get_num_threads(), **sizes,
                                  **flags_of(variant), **over), OBS_DIM, ACTION_DIM)
     seed_everything(0)
@@ -220,7 +222,8 @@ def bench_e2e(args, rows, name, variant):
                 window = cfg.log_every * E if cfg.log_every > 0 else cfg.episode_length
                 limit = ["time_limit=0", f"steps={cfg.seed_steps + (skip + 2) * window}"]
             cfg = compose_config(base + limit, tmp)
-            summary = run(cfg)
+            with nested_run():
+                summary = run(cfg)
             rate, n = steady_rate(Path(tmp) / "train.csv", cfg.seed_steps, skip)
         path = f"planner {summary['code_paths']['planner']}; update {summary['code_paths']['update']}"
         detail = (f"E={cfg.num_envs} U={cfg.updates_per_step} B={cfg.batch_size}: mean of {n} windows after "
@@ -321,6 +324,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per measurement at most")
     ap.add_argument("--strict", action="store_true", help="stop at the first failing measurement")
     args = ap.parse_args()
+    quiet_libraries()
     dev = check_device(args.device, args.dry_run)
     csv_path, png = outputs(args)
     args.small = args.small or dev.type != "cuda"

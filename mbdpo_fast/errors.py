@@ -39,6 +39,19 @@ class RenderingError(UserError, RuntimeError):
     """Pixel observations asked for where no headless OpenGL backend renders."""
 
 
+class StorageError(UserError, OSError):
+    """A file of the run could not be written (disk full, quota, permissions); the message names the
+    file, the cause, and what is still intact."""
+
+    @classmethod
+    def writing(cls, path, exc: OSError, what: str = "file") -> "StorageError":
+        import errno
+
+        code = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+        cause = f"{exc.strerror or exc}{f' ({code})' if code else ''}"
+        return cls(f"cannot write the {what} {path}: {cause}")
+
+
 class AssetError(UserError, FileNotFoundError):
     """A task's assets (meshes, object sets) are not on this machine; the message names the command
     that downloads them (nothing is downloaded without being asked)."""

@@ -35,6 +35,10 @@ def test_step_rate_quick_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SMALL sizes" in proc.stdout and "roughly" in proc.stdout and str(out) in proc.stdout
     assert "nan" not in proc.stdout.lower()
+    # its plan, table and paths only: no library warnings, no nested training run's banner or summary
+    both = proc.stdout + proc.stderr
+    for noise in ("settotalmass", "recompile", "WARNING", "Warning", "| model_size ", "finished: ", "run directory:"):
+        assert noise not in both, (noise, both[-3000:])
     rows = list(csv.DictReader(open(out)))
     check_rows(rows, "value")
     by = {(r["section"], r["what"].split(" (")[0]): r for r in rows}

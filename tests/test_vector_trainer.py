@@ -70,3 +70,17 @@ def test_several_tasks_at_once_with_resume(tmp_path):
     assert ck["config"]["tasks"] == ["cheetah-run", "pendulum-swingup"] and ck["config"]["task"] == "multitask"
     replay = __import__("torch").load(tmp_path / ck["replay_file"])
     assert replay["task"][0].unique().tolist() == [0] and replay["task"][1].unique().tolist() == [1]
+
+
+def test_progress_bar_shows_the_last_finished_episodes_return_never_nan(tmp_path, capsys):
+    """E = 2 with a row every vector step: most rows end no episode (train.csv says nan there); the
+    bar keeps the last finished episodes' return ('-' before the first)."""
+    args = [a for a in TINY_VEC if not a.startswith(("progress_bar=", "log_every="))]
+    run(compose_cfg(args + ["task=cheetah-run", "env_backend=dmc", "num_envs=2", "seed_steps=40", "steps=100",
+                            "log_every=1", "eval_freq=1000", "checkpoint_freq=1000", "progress_bar=true"], tmp_path))
+    err = capsys.readouterr().err
+    rows = read_csv(tmp_path / "train.csv")
+    assert any(r["episode_reward"] == "nan" for r in rows)  # the case the bar must not show
+    assert "ret=nan" not in err and "ret=-" in err
+    last = float([r for r in rows if r["episode_reward"] != "nan"][-1]["episode_reward"])
+    assert f"ret={last:.1f}" in err

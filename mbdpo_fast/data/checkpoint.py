@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from ..config import RunSpec
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StorageError
 
 FORMAT = "mbdpo_fast.checkpoint.v1"
 # Fields that fix parameter shapes: a checkpoint only loads into a config that agrees on these.
@@ -22,17 +22,26 @@ SHAPE_KEYS = ("obs_dim", "action_dim", "latent_dim", "mlp_dim", "enc_dim", "num_
               "time_embed_dim")
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
+def atomic_save(obj, path: str | os.PathLike, what: str = "file") -> None:
+    """torch.save to a temporary file in the same directory, fsync, then rename over `path`. A
+    write that fails (disk full, quota) leaves `path` as it was, removes the temporary file and
+    raises StorageError naming the file and the cause."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError.writing(path, exc, what) from None
+    except RuntimeError as exc:  # torch.save reports a failed write of its zip archive as RuntimeError
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise StorageError.writing(path, cause, what) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -103,14 +112,23 @@ def save_run(work_dir: Path, cfg: RunSpec, agent, buffer, trainer_state: dict, s
     """Write the replay file (if cfg.save_replay and there is a buffer), then the checkpoint naming
     it, then drop older replay files: a crash at any point leaves a consistent checkpoint/replay pair."""
     work_dir = Path(work_dir)
-    replay_file = None
-    if cfg.save_replay and buffer is not None:
-        replay_file = f"replay_{step:09d}.pt"
-        atomic_save(buffer.state_dict(), work_dir / replay_file)
-    payload = {"format": FORMAT, "config": config_to_dict(cfg), "agent": agent.state_dict(),
-               "trainer": {**trainer_state, "rng": rng_state(agent.device)}, "replay_file": replay_file}
     path = work_dir / CHECKPOINT_NAME
-    atomic_save(payload, path)
+    before = path.exists()
+    existing = {p.name for p in work_dir.glob("replay_*.pt")}
+    replay_file = None
+    try:
+        if cfg.save_replay and buffer is not None:
+            replay_file = f"replay_{step:09d}.pt"
+            atomic_save(buffer.state_dict(), work_dir / replay_file, "replay file")
+        payload = {"format": FORMAT, "config": config_to_dict(cfg), "agent": agent.state_dict(),
+                   "trainer": {**trainer_state, "rng": rng_state(agent.device)}, "replay_file": replay_file}
+        atomic_save(payload, path, "checkpoint")
+    except StorageError as exc:
+        if replay_file and replay_file not in existing and (work_dir / replay_file).exists():
+            (work_dir / replay_file).unlink()  # the new replay file no checkpoint names
+        kept = (f"the previous checkpoint {path} and its replay file are unchanged and resume (resume=true) "
+                f"once there is room" if before else "no checkpoint was written before")
+        raise StorageError(f"{exc}; the run stopped at step {step}: {kept}") from None
     for old in work_dir.glob("replay_*.pt"):
         if old.name != replay_file:
             old.unlink()

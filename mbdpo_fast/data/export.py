@@ -95,7 +95,7 @@ def export_slots(directory: str | Path, obs: torch.Tensor, action: torch.Tensor,
         data = episode_tensors(obs, action, reward, ids[sel], stream[sel], slots[sel])
         data["tasks"] = list(task_names)
         path = directory / f"chunk_{k}.pt"
-        atomic_save(data, path)
+        atomic_save(data, path, "dataset chunk")
         paths.append(path)
     _remove_stale(directory, paths)
     return paths

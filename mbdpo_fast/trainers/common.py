@@ -1,8 +1,12 @@
 """What every training loop shares: the divergence check, the progress bar (and an evaluation's
-progress shown in it), and the RNG states of in-process environments as checkpointable tensors."""
+progress shown in it), stopping on a signal, and the RNG states of in-process environments as
+checkpointable tensors."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +75,72 @@ class EvalProgress:
         rate = (done - 1) / (now - self.t0) if done > 1 and now > self.t0 else 0.0
         left = f", ~{max(self.total - done, 0) / rate:.0f} s left" if rate > 0 else ""
         self.stage(f"{self.label}: {min(done, self.total)}/{self.total} steps, {rate:.1f} steps/s{left}")
+
+
+# Exit code of a run stopped by a signal after writing its checkpoint (sysexits' EX_TEMPFAIL: the
+# work is unfinished, and running the resume command continues it).
+EXIT_STOPPED = 75
+
+
+class StopSignals:
+    """SIGTERM, SIGINT, SIGUSR1 (SLURM's warning before a preemption or the time limit) and, under
+    submitit, its preemption signal (SUBMITIT_PREEMPT_SIGNAL, default USR2) become a request that
+    the training loop polls: it finishes the step it is in, writes a checkpoint and stops. A second
+    signal ends the process at once (the signal's default action).
+
+        with StopSignals() as stop:
+            ... if stop.requested: save and leave the loop ...
+        stop.pass_on()   # after the checkpoint: the handler that was there before, if any (submitit
+                         # requeues the job from it), then it is up to the caller to exit
+
+    Installed only in the main thread (Python delivers signals there); elsewhere it never fires."""
+
+    def __init__(self):
+        names = ["SIGTERM", "SIGINT", "SIGUSR1"]
+        if os.environ.get("SUBMITIT_EXECUTOR"):
+            names.append("SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG"))
+        self.signals = [getattr(signal, n) for n in dict.fromkeys(names) if hasattr(signal, n)]
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:  # the second signal: no more waiting
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
+
+    def pass_on(self) -> None:
+        """Call, with the checkpoint written, the handler the received signal had before (a
+        launcher's: submitit's requeues the job and exits). Python's defaults are not called."""
+        prev = self._previous.get(self.signum)
+        self.__exit__()
+        if callable(prev) and prev is not signal.default_int_handler:
+            prev(self.signum, None)
+
+
+class EvaluationStopped(Exception):
+    """Raised from an evaluation's progress callback when a stop was requested mid-evaluation: the
+    evaluation is dropped (no row) and runs again when the run resumes."""
 
 
 def np_rng_to_tensors(rs: np.random.RandomState) -> dict:

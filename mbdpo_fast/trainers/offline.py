@@ -111,7 +111,21 @@ class OfflineTrainer:
             return None
         return log_task_results(self.logger, self.task_log, self.step, results)
 
-    def train(self) -> dict:
+    def _stop_now(self, stop) -> bool:
+        """Whether a stop was requested (StopSignals) in this process or, under DDP, in any rank:
+        every rank leaves at the same update, or the others would wait in the next all-reduce."""
+        asked = stop is not None and stop.requested
+        if self.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(asked)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            asked = bool(flag.item())
+        return asked
+
+    def train(self, stop=None) -> dict:
+        """Run until cfg.steps updates, the time limit or a signal (stop: trainers.common.StopSignals;
+        the checkpoint is then written at the update where it arrived). Returns a summary dict."""
         cfg = self.cfg
         start_wall = time.perf_counter() - self.elapsed
         wall_at_start = time.perf_counter()
@@ -144,7 +158,10 @@ class OfflineTrainer:
                 if cfg.time_limit > 0 and time.perf_counter() - wall_at_start >= cfg.time_limit:
                     stop_reason = "time_limit"
                     break
-            if self.last_eval != self.step:
+                if self._stop_now(stop):
+                    stop_reason = stop.name if stop is not None and stop.requested else "a signal to another rank"
+                    break
+            if self.last_eval != self.step and stop_reason in ("steps", "time_limit"):
                 self.evaluate()
             self.save()
         finally:

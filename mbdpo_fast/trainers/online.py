@@ -37,9 +37,9 @@ from ..data.export import export_training_replay
 from ..data.replay import ReplayBuffer
 from ..envs import trains_every_task
 from ..task_registry import PIXEL_FRAMES
-from .common import (EvalProgress, check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar,
+from .common import (EvalProgress, EvaluationStopped, StopSignals, check_finite, np_rng_from_tensors, np_rng_to_tensors, progress_bar,
                      raise_if_diverged)
-from .evaluation import EVAL_FIELDS, TASK_FIELDS, TaskResult, log_task_results, run_episodes
+from .evaluation import EVAL_FIELDS, TASK_FIELDS, EpisodeRecorder, TaskResult, log_task_results, run_episodes
 from .logger import CSVLog, Logger
 from .timing import RegionTimer, process_age_s
 
@@ -85,6 +85,7 @@ class OnlineTrainer:
         self.seeded = False  # whether the post-seeding update burst has run
         self.env_rng_restored = False
         self._eval_summary: dict[str, float] = {}
+        self._last_return: float | None = None
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -132,21 +133,41 @@ class OnlineTrainer:
         return self.wall + time.perf_counter() - self._wall0
 
     # ----------------------------------------------------------------------------------------
-    def _evaluate(self, stage) -> None:
+    def _evaluate(self, stage, stop: StopSignals | None = None) -> None:
         """Evaluate every evaluation env at the current step; `stage(text)` (the progress bar's) is
-        told how far each evaluation has come, with its rate and the time left."""
-        def progress(name: str, env) -> EvalProgress:
+        told how far each evaluation has come, with its rate and the time left. A stop requested
+        meanwhile (stop.requested) abandons it with EvaluationStopped: no row is written."""
+        def progress(name: str, env):
             which = f" ({name})" if len(self.eval_envs) > 1 else ""
             total = self.cfg.eval_episodes // env.num_envs * self.cfg.episode_length
-            return EvalProgress(stage, f"evaluating at step {self.step}{which}", total)
+            show = EvalProgress(stage, f"evaluating at step {self.step}{which}", total)
+
+            def step(done: int) -> None:
+                if stop is not None and stop.requested:
+                    raise EvaluationStopped
+                show(done)
+            return step
+
+        def recorder(env, name: str | None) -> EpisodeRecorder | None:
+            """save_video: the first episode of copy 0 -> videos/eval_<step>[_<task>].mp4"""
+            if not self.cfg.save_video:
+                return None
+            path = self.work_dir / "videos" / f"eval_{self.step}{'' if name is None else f'_{name}'}.mp4"
+            return EpisodeRecorder(env, [0], lambda i, k: path, episodes=1)
+
+        def log_videos(rec: EpisodeRecorder | None) -> None:
+            for path in [] if rec is None else rec.paths:
+                self.logger.log_video(self.step, path)
 
         if self.every_task:
             results = []
             for task, env in self.eval_envs.items():
                 index = list(self.cfg.tasks).index(task)
+                rec = recorder(env, task)
                 with self.timer.region("eval"):
                     res = run_episodes(self.agent, env, self.cfg.eval_episodes, seed=self.cfg.seed * 100_003 + self.step,
-                                       task=index, progress=progress(task, env))
+                                       task=index, progress=progress(task, env), recorder=rec)
+                log_videos(rec)
                 results.append(TaskResult.of(task, index, res))
             if results:
                 self._eval_summary = {"score": log_task_results(self.logger, self.task_log, self.step, results)["score"]}
@@ -154,11 +175,13 @@ class OnlineTrainer:
             return
         results = {}
         t0 = time.perf_counter()
-        for name, env in self.eval_envs.items():
+        for k, (name, env) in enumerate(self.eval_envs.items()):
+            rec = recorder(env, None) if k == 0 else None  # the training backend's own task
             with self.timer.region("eval"):
                 results[name] = run_episodes(self.agent, env, self.cfg.eval_episodes,
                                              seed=self.cfg.seed * 100_003 + self.step, task=self.task_index,
-                                             progress=progress(name, env))
+                                             progress=progress(name, env), recorder=rec)
+            log_videos(rec)
         if results:
             # eval.csv keeps the published format: the reward of the first evaluation env (the
             # training backend's own task); the others go to the progress bar.
@@ -200,11 +223,17 @@ class OnlineTrainer:
                "env_ms": times.get("env", float("nan"))}
         row.update({k: v for k, v in losses.items() if k in self.logger.train.fields})
         self.logger.log_train(row)
-        pbar.set_postfix(sps=f"{sps:.0f}", ret=f"{row['episode_reward']:.1f}",
+        if count:
+            self._last_return = row["episode_reward"]
+        # the progress bar: the latest finished episodes' return (at E > 1 a window may end none)
+        last = "-" if self._last_return is None else f"{self._last_return:.1f}"
+        pbar.set_postfix(sps=f"{sps:.0f}", ret=last,
                          **{k: f"{v:.1f}" for k, v in self._eval_summary.items()}, refresh=False)
 
-    def train(self) -> dict:
-        """Run until cfg.steps (or the time limit). Returns a summary dict."""
+    def train(self, stop: StopSignals | None = None) -> dict:
+        """Run until cfg.steps (or the time limit, or a signal: stop.requested, see StopSignals).
+        Returns a summary dict; its "stop" says why it ended: "steps", "time_limit" or the signal's
+        name (then the checkpoint is at the step where it arrived, and the run resumes from there)."""
         cfg, dev, E = self.cfg, self.device, self.E
         A = cfg.action_dim
         start_wall = time.perf_counter() - self.elapsed
@@ -212,7 +241,7 @@ class OnlineTrainer:
         # this command's start-up (interpreter, imports, building the agent and the environments)
         # counts in the run's wall clock
         self.wall, self._wall0 = self.wall + process_age_s(), time.perf_counter()
-        stop = "steps"
+        stop_reason = "steps"
         next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
         due_now = self.last_eval != self.step and self.step % cfg.eval_freq == 0 and (self.step > 0 or cfg.eval_first)
         next_eval = self.step if due_now else (self.step // cfg.eval_freq + 1) * cfg.eval_freq
@@ -230,14 +259,18 @@ class OnlineTrainer:
         plan = self.agent.planner.initial_plan(E)
         first = ones
         acc = self._new_accumulators()
-        vector_steps, window_steps, window_wall = 0, self.step, time.perf_counter()
+        window_steps, window_wall = self.step, time.perf_counter()
         save_soon, last_save = False, time.perf_counter()  # checkpoints by event / wall clock
         try:
             while self.step < cfg.steps:
                 if self.step >= next_eval:
                     stage(f"evaluating at step {self.step}: {cfg.eval_episodes} episode"
                           f"{'s' if cfg.eval_episodes > 1 else ''}")
-                    self._evaluate(stage)
+                    try:
+                        self._evaluate(stage, stop)
+                    except EvaluationStopped:
+                        stop_reason = stop.name
+                        break
                     stage("seeding: random actions" if self.step < cfg.seed_steps else "")
                     next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq
                 if self.step < cfg.seed_steps:
@@ -260,7 +293,6 @@ class OnlineTrainer:
                 acc["ep_count"] += done.sum()
                 obs, first = next_obs, done
                 self.step += E
-                vector_steps += 1
                 pbar.update(E)
                 if self.step >= cfg.seed_steps:
                     n = cfg.updates_per_step
@@ -273,7 +305,8 @@ class OnlineTrainer:
                     else:
                         self._update(n, acc)
                 self.elapsed = time.perf_counter() - start_wall
-                if vector_steps % cfg.log_every == 0:
+                # on the grid of vector steps since the run began, so that a resumed run keeps it
+                if (self.step // E) % cfg.log_every == 0:
                     with self.timer.region("log"):
                         now = time.perf_counter()
                         self._log(acc, (self.step - window_steps) / max(now - window_wall, 1e-9), pbar)
@@ -286,9 +319,12 @@ class OnlineTrainer:
                     next_ckpt = (self.step // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
                     save_soon, last_save = False, time.perf_counter()
                 if cfg.time_limit > 0 and time.perf_counter() - wall0 >= cfg.time_limit:
-                    stop = "time_limit"
+                    stop_reason = "time_limit"
                     break
-            if self.last_eval != self.step:
+                if stop is not None and stop.requested:  # the step is done: checkpoint below, here
+                    stop_reason = stop.name
+                    break
+            if self.last_eval != self.step and stop_reason in ("steps", "time_limit"):
                 self._evaluate(stage)  # the final policy, always (also at the time limit)
             if float(acc["updates"]) or float(acc["ep_count"]):
                 self._log(acc, (self.step - window_steps) / max(time.perf_counter() - window_wall, 1e-9), pbar)
@@ -296,6 +332,6 @@ class OnlineTrainer:
         finally:
             pbar.close()
             self.logger.close()
-        return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop,
+        return {"step": self.step, "episode": self.episode, "elapsed_s": self.elapsed, "stop": stop_reason,
                 "env_steps_per_s": (self.step - step0) / max(time.perf_counter() - wall0, 1e-9),
                 "checkpoint": str(self.checkpoint_path), "code_paths": self.agent.code_paths()}
