@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
+from common import quiet_libraries, ROOT, announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
 
 SECTIONS = ["matmul", "plan", "update", "busy", "xla", "train"]
 OBS_DIM, ACTION_DIM = 24, 6  # walker-walk
@@ -567,6 +567,7 @@ def main() -> None:
                     help="where the train section's runs are kept (default: %(default)s)")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the CSV and stop (no measurement)")
     args = ap.parse_args()
+    quiet_libraries()
     if args.replot:
         import csv
 

@@ -36,7 +36,7 @@ import torch
 import torch._dynamo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (announce, benchmark_parser, check_device, error_note, outputs, stamp,  # noqa: E402
+from common import (quiet_libraries, announce, benchmark_parser, check_device, error_note, outputs, stamp,  # noqa: E402
                     write_csv)
 from step_rate import median_ms, sync  # noqa: E402
 
@@ -242,6 +242,7 @@ def main() -> None:
     ap.add_argument("--model-only", action="store_true",
                     help="print the FLOP/byte model for every preset, E, N and K and stop (no timing)")
     args = ap.parse_args()
+    quiet_libraries()
     if args.model_only:
         args.small = False
         print_model_table(args)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import announce, benchmark_parser, check_device, error_note, fail, outputs, stamp, write_csv  # noqa: E402
+from common import quiet_libraries, announce, benchmark_parser, check_device, error_note, fail, outputs, stamp, write_csv  # noqa: E402
 
 
 def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str, pixels: bool = False) -> dict:
@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--pixels", action="store_true", help="render 64x64 RGB frames (obs=rgb): CPU workers, "
                     "or with --impl warp MJX environments and MuJoCo Warp's batch renderer")
     args = ap.parse_args()
+    quiet_libraries()
     device = check_device(args.device, args.dry_run)
     csv_path, png_path = outputs(args)
     from mbdpo_fast.task_registry import names, suggest

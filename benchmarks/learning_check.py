@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import Parser, announce, commit, fail  # noqa: E402
+from common import quiet_libraries, Parser, announce, commit, fail  # noqa: E402
 
 
 def run_overrides(task: str, seed: int, args, run_dir: Path) -> list[str]:
@@ -144,6 +144,7 @@ def main() -> None:
                                                          "not learning (under a minute)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     args = ap.parse_args()
+    quiet_libraries()
     from mbdpo_fast.task_registry import names, suggest
 
     for t in args.tasks:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import announce, benchmark_parser, check_device, outputs, stamp, write_csv  # noqa: E402
+from common import quiet_libraries, announce, benchmark_parser, check_device, outputs, stamp, write_csv  # noqa: E402
 
 from mbdpo_fast.agent import MBDPO, seed_everything  # noqa: E402
 from mbdpo_fast.batch import Batch  # noqa: E402
@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
+    quiet_libraries()
     dev = check_device(args.device, args.dry_run)
     csv_path, _ = outputs(args)
     cpu = dev.type == "cpu"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
+from common import quiet_libraries, announce, benchmark_parser, check_device, error_note, outputs, stamp, write_csv  # noqa: E402
 
 
 def frames(task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=None, help="default: every pixel task that MJX has")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    quiet_libraries()
     device = check_device(args.device, args.dry_run)
     csv_path, png_path = outputs(args)
     from mbdpo_fast.task_registry import PIXEL_CAMERAS, names

@@ -41,7 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import Parser, announce, check_writable, commit, fail, write_csv  # noqa: E402
+from common import quiet_libraries, Parser, announce, check_writable, commit, fail, write_csv  # noqa: E402
 
 from mbdpo_fast import results  # noqa: E402
 
@@ -252,6 +252,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one seed, 150 steps: the pipeline, not learning")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     args = ap.parse_args()
+    quiet_libraries()
 
     from mbdpo_fast.task_registry import names, suggest
 

@@ -31,6 +31,16 @@ CASES = {
     "pretrain without data": ("mbdpo_fast.pretrain", ["task=mt30"], "data_dir is not set"),
     "finetune without checkpoint": ("mbdpo_fast.finetune", ["task=walker-run"], "checkpoint is not set"),
     "finetune, wrong type": ("mbdpo_fast.finetune", ["seed=x"], "seed=x"),
+    "a task without MJX on MJX": ("mbdpo_fast.train", ["task=dog-run", "env_backend=mjx"],
+                                  "env_backend=mjx: dog-run has no MJX version"),
+    "MetaWorld on MJX": ("mbdpo_fast.train", ["task=mw-reach", "env_backend=mjx"], "mw-reach has no MJX version"),
+    "ManiSkill on MJX": ("mbdpo_fast.train", ["task=ms-pick-cube", "env_backend=mjx"], "ms-pick-cube has no MJX version"),
+    "DMControl on the ManiSkill backend": ("mbdpo_fast.train", ["task=cheetah-run", "env_backend=maniskill"],
+                                           "env_backend=maniskill simulates ManiSkill tasks"),
+    "pixels of a task without a camera on MJX": ("mbdpo_fast.train", ["task=humanoid-walk", "obs=rgb", "env_backend=mjx",
+                                                                      "impl=warp"], "obs=rgb is for one of the pixel tasks"),
+    "video on the ManiSkill backend": ("mbdpo_fast.train", ["task=ms-pick-cube", "env_backend=maniskill", "save_video=true"],
+                                       "has no renderer here"),
 }
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # The benchmark scripts: a wrong option, a device that is not there, an output that cannot be written.
