@@ -14,7 +14,8 @@ Every rate is env-steps/s = agent steps x E / seconds, after a warm-up that incl
 (compile seconds are reported separately). Rows go to --csv (default runs/benchmarks/env_rate.csv)
 with the device's name, date and commit. On a machine without a GPU it runs small sizes on the CPU
 and says so in every row; --quick on a CPU times the CPU suite workers (MJX compiles for about a
-minute per shape there). --pixels times the CPU workers rendering every agent step (obs=rgb: one
+minute per shape there). A PNG of the rates (against E for MJX, against the worker count for the
+CPU suites) goes beside the CSV. --pixels times the CPU workers rendering every agent step (obs=rgb: one
 64x64 RGB frame per step through headless OpenGL, 3 stacked); its rate is frames/s, and it also
 writes a PNG of the rates against the worker count (as --cpu-suites does). --pixels --impl warp times MJX environments that
 render every env's frame at once with MuJoCo Warp (bridged and JAX-loop rates, no scan), frames/s
@@ -207,9 +208,9 @@ def main() -> None:
             print(" | ".join(f"{k}={v}" for k, v in row.items() if v != ""), flush=True)
             rows.append(row)
     write_csv(csv_path, rows)
-    if (args.pixels or cpu_suites) and png_path is not None:
-        plot_rates(rows, png_path, "E" if mjx_pixels else "workers",
-                   "frames_per_s" if args.pixels else "agent_steps_per_s")
+    if png_path is not None:
+        plot_rates(rows, png_path, "workers" if cpu_suites else "E",
+                   "frames_per_s" if args.pixels else "agent_steps_per_s" if cpu_suites else "bridged_steps_per_s")
         print(f"wrote {png_path}")
 
 

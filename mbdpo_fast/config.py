@@ -352,10 +352,14 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
                  f"env_backend=maniskill simulates ManiSkill tasks (ms-*), not {cfg.task!r}")
     if cfg.env_backend == "mjx":  # refused here, before Hydra creates the run directory
         no_mjx = [t for t in (cfg.tasks or [cfg.task]) if t not in task_registry.names(mjx=True)]
+        why = task_registry.NO_MJX_REASON.get(no_mjx[0]) if len(no_mjx) == 1 else None
         _require(not no_mjx, f"env_backend=mjx: {', '.join(no_mjx[:5])}{' ...' if len(no_mjx) > 5 else ''} "
-                             f"{'has' if len(no_mjx) == 1 else 'have'} no MJX version (the MJX tasks: "
-                             f"python -c \"from mbdpo_fast import task_registry; print(task_registry.names(mjx=True))\"); "
-                             f"use env_backend=dmc")
+                             f"{'has' if len(no_mjx) == 1 else 'have'} no MJX version"
+                             + (f" ({why})" if why else " (the MJX tasks: python -c \"from mbdpo_fast import "
+                                "task_registry; print(task_registry.names(mjx=True))\")") + "; use env_backend=dmc")
+        _require(not (cfg.obs == "rgb" and any(task_registry.get(t).dmc_mjx for t in (cfg.tasks or [cfg.task]))),
+                 f"obs=rgb with env_backend=mjx: {cfg.task} runs on dm_control's own model there, whose pixels are "
+                 f"rendered by the CPU workers only; use env_backend=dmc")
     if cfg.obs == "rgb":
         _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
                  f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")

@@ -41,6 +41,7 @@ class Task:
     paper: bool  # one of the paper's benchmark tasks (DMControl 39, MetaWorld 50, MyoSuite 10)
     playground: str | None = None  # MuJoCo Playground's environment name; None: no stock MJX version
     custom: bool = False  # one of TD-MPC2's 11 custom DMControl tasks (CPU and MJX, envs/custom_tasks.py)
+    dmc_mjx: bool = False  # on MJX through dm_control's own model (no Playground version: envs/mjx/quadruped.py)
 
     @property
     def action_repeat(self) -> int:
@@ -57,7 +58,7 @@ class Task:
     @property
     def mjx(self) -> bool:
         """Whether the task runs on MJX (env_backend=mjx)."""
-        return self.playground is not None or self.custom
+        return self.playground is not None or self.custom or self.dmc_mjx
 
     @property
     def sets(self) -> tuple[str, ...]:
@@ -65,9 +66,20 @@ class Task:
         return tuple(name for name, members in TASK_SETS.items() if self.name in members)
 
 
+# DMControl tasks without an MJX version, and why (the others: Task.mjx)
+NO_MJX_REASON = {
+    "quadruped-escape": "its heightfield terrain and rangefinder sensors are not built for MJX here",
+    "quadruped-fetch": "its ball, walls and target are not built for MJX here",
+    "dog-stand": "dm_control's dog is not built for MJX here yet (it needs MuJoCo Warp: MJX's JAX "
+                 "implementation has no ellipsoid-box collisions)",
+}
+for _t in ("dog-walk", "dog-trot", "dog-run", "dog-fetch"):
+    NO_MJX_REASON[_t] = NO_MJX_REASON["dog-stand"]
+
+
 def _dmc(name: str, obs: int, act: int, paper: bool = True, playground: str | None = None,
-         custom: bool = False) -> Task:
-    return Task(name, "dmcontrol", obs, act, paper, playground, custom)
+         custom: bool = False, dmc_mjx: bool = False) -> Task:
+    return Task(name, "dmcontrol", obs, act, paper, playground, custom, dmc_mjx)
 
 
 _DMCONTROL = (
@@ -90,7 +102,7 @@ _DMCONTROL = (
     _dmc("humanoid-stand", 67, 21, playground="HumanoidStand"),
     _dmc("humanoid-walk", 67, 21, playground="HumanoidWalk"),
     _dmc("pendulum-swingup", 3, 1, playground="PendulumSwingup"),
-    _dmc("quadruped-run", 78, 12), _dmc("quadruped-walk", 78, 12),
+    _dmc("quadruped-run", 78, 12, dmc_mjx=True), _dmc("quadruped-walk", 78, 12, dmc_mjx=True),
     _dmc("reacher-easy", 6, 2, playground="ReacherEasy"),
     _dmc("reacher-hard", 6, 2, playground="ReacherHard"),
     _dmc("walker-run", 24, 6, playground="WalkerRun"),

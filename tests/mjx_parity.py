@@ -38,10 +38,15 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
         for _ in range(int(rng.integers(3, 30))):
             dm.step(rng.uniform(-1, 1, dm.action_dim))
         ph = dm.physics
+        # dm_control's step leaves acceleration-stage sensors (quadruped's accelerometer and toe
+        # forces) from the last physics step's state; a forward pass brings them to this state,
+        # which is what mjx.forward computes below (positions and velocities are unchanged)
+        ph.forward()
         obs_dm = dm._flatten(dm._env.task.get_observation(ph))
         rew_dm = float(dm._env.task.get_reward(ph))
         d = mjx_env.make_data(pg.mj_model, qpos=jp.asarray(ph.data.qpos), qvel=jp.asarray(ph.data.qvel),
-                              ctrl=jp.asarray(ph.data.ctrl), impl="jax")
+                              ctrl=jp.asarray(ph.data.ctrl), act=jp.asarray(ph.data.act) if ph.model.na else None,
+                              impl="jax")
         domain = task.split("-")[0]
         if domain in _TARGETS and task not in ("finger-spin",):
             field, cols = _TARGETS[domain]
@@ -54,3 +59,33 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
         err_obs = max(err_obs, float(np.abs(obs - obs_dm).max()))
         err_rew = max(err_rew, abs(rew - rew_dm))
     return err_obs, err_rew
+
+
+def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 2) -> dict:
+    """dm_control and the MJX task from the same initial state (dm_control's seeded reset copied into
+    MJX), driven by the same random actions for `steps` agent steps of `repeat` control steps each
+    (rewards summed, as the training environments do). Returns per agent step the max |obs
+    difference| and |reward difference| (lists), and the first step where the obs differs by > 1e-3."""
+    dm, pg = DMControlEnv(task, seed), build_task(task)
+    step = jax.jit(pg.step)
+    rng = np.random.default_rng(seed)
+    dm.reset()
+    ph = dm.physics
+    data = mjx_env.make_data(pg.mj_model, qpos=jp.asarray(ph.data.qpos), qvel=jp.asarray(ph.data.qvel),
+                             act=jp.asarray(ph.data.act) if ph.model.na else None, impl="jax")
+    data = mjx.forward(pg.mjx_model, data)
+    state = mjx_env.State(data, pg._get_obs(data, {}), jp.zeros(()), jp.zeros(()), {}, {"rng": jax.random.PRNGKey(0)})
+    lo, hi = pg.mj_model.actuator_ctrlrange[:, 0], pg.mj_model.actuator_ctrlrange[:, 1]
+    obs_err, rew_err = [], []
+    for _ in range(steps):
+        a = rng.uniform(-1, 1, dm.action_dim)
+        r_dm = r_pg = 0.0
+        for _ in range(repeat):
+            obs_dm, r, _, _, _ = dm.step(a)
+            r_dm += r
+            state = step(state, jp.asarray(lo + (a + 1) * 0.5 * (hi - lo), dtype=jp.float32))
+            r_pg += float(state.reward)
+        obs_err.append(float(np.abs(np.asarray(state.obs) - obs_dm).max()))
+        rew_err.append(abs(r_pg - r_dm))
+    first = next((i + 1 for i, e in enumerate(obs_err) if e > 1e-3), None)
+    return {"obs": obs_err, "reward": rew_err, "first_obs_above_1e-3": first}

@@ -1,0 +1,172 @@
+"""dm_control's quadruped-walk and quadruped-run on MJX (MuJoCo Playground has no quadruped).
+
+The model is dm_control's own (`dm_control.suite.quadruped.make_model`: flat floor, no walls, ball,
+terrain or rangefinders) with its 5 ms timestep and 4 physics steps per control step (20 ms); the
+task computes what dm_control's `Move` task computes:
+
+- reset: a uniformly random orientation of the torso (a normalised 4-d Gaussian quaternion), every
+  joint at its reference position, and the torso raised from the floor in 1 cm steps until no geom
+  touches another (dm_control's `_find_non_contacting_height`); zero velocities and activations;
+- observation (78): egocentric state (the 16 hinge positions, their velocities, the 12 actuator
+  activations), the torso velocimeter (3), torso upright (1), the IMU (accelerometer, gyro: 6) and
+  arcsinh of the 4 toe force and 4 toe torque sensors (24), in dm_control's order;
+- step: 4 physics steps, then what dm_control's step leaves to observe (see `step`);
+- reward: tolerance(forward torso velocity, bounds (speed, inf), margin speed, value 0.5 at the
+  margin, linear) times the upright reward (linear from 0 upside down to 1 upright); no termination.
+
+impl=jax (MJX) or impl=warp (MuJoCo Warp) both load the model. Parity with dm_control: tests/test_mjx_parity.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jp
+import mujoco
+import numpy as np
+from ml_collections import config_dict
+from mujoco import mjx
+from mujoco_playground._src import mjx_env, reward
+
+# TD-MPC2 name -> desired forward speed (dm_control's _WALK_SPEED, _RUN_SPEED)
+QUADRUPED_SPEEDS = {"quadruped-walk": 0.5, "quadruped-run": 5.0}
+_TIME_LIMIT = 20  # dm_control's default episode (s); the floor is time limit x speed wide
+
+
+def default_config() -> config_dict.ConfigDict:
+    return config_dict.create(ctrl_dt=0.02, sim_dt=0.005, episode_length=1000, action_repeat=1, vision=False,
+                              impl="jax", naconmax=100_000, njmax=200)
+
+
+def quadruped_xml(speed: float) -> str:
+    """dm_control's model of the walk/run tasks, as its suite builds it."""
+    from dm_control.suite import quadruped
+
+    xml = quadruped.make_model(floor_size=_TIME_LIMIT * speed)
+    return xml.decode() if isinstance(xml, bytes) else xml
+
+
+class Quadruped(mjx_env.MjxEnv):
+    """dm_control's quadruped Move task (walk at 0.5 m/s, run at 5 m/s) as a Playground MjxEnv."""
+
+    def __init__(self, speed: float, config: config_dict.ConfigDict | None = None,
+                 config_overrides: dict | None = None):
+        from dm_control.suite import common
+
+        super().__init__(config or default_config(), config_overrides)
+        self._speed = float(speed)
+        self._xml = quadruped_xml(self._speed)
+        self._model_assets = dict(common.ASSETS)
+        self._mj_model = mujoco.MjModel.from_xml_string(self._xml, self._model_assets)
+        self._mj_model.opt.timestep = self.sim_dt
+        self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
+        self._post_init()
+
+    def _post_init(self) -> None:
+        m = self._mj_model
+        hinges = np.flatnonzero(m.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
+        self._hinge_qpos = jp.asarray(m.jnt_qposadr[hinges])
+        self._hinge_qvel = jp.asarray(m.jnt_dofadr[hinges])
+        self._torso = m.body("torso").id
+
+        def sensors(*types):  # sensordata indices of the sensors of these types, in sensor order
+            ids = [i for i in range(m.nsensor) if int(m.sensor_type[i]) in {int(t) for t in types}]
+            return jp.asarray(np.concatenate([np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i])
+                                              for i in ids]))
+
+        S = mujoco.mjtSensor
+        self._imu = sensors(S.mjSENS_GYRO, S.mjSENS_ACCELEROMETER)
+        self._force_torque = sensors(S.mjSENS_FORCE, S.mjSENS_TORQUE)
+        self._velocimeter = sensors(S.mjSENS_VELOCIMETER)
+        self._acc_sensors = jp.asarray(np.concatenate([
+            np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i]) for i in range(m.nsensor)
+            if m.sensor_needstage[i] == mujoco.mjtStage.mjSTAGE_ACC]))
+        root = m.joint("root").id
+        self._root_qpos = int(m.jnt_qposadr[root])
+
+    # ------------------------------------------------------------------------------------------
+    def _contacting(self, data: mjx.Data) -> jax.Array:
+        """Whether any geom pair is in contact (dm_control: data.ncon > 0)."""
+        contact = data._impl.contact
+        return jp.any(contact.dist < contact.includemargin) if hasattr(contact, "includemargin") \
+            else jp.any(contact.dist < 0)
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        rng, key = jax.random.split(rng)
+        orientation = jax.random.normal(key, (4,))
+        orientation = orientation / jp.linalg.norm(orientation)
+        base = mjx_env.make_data(self.mj_model, impl=self.mjx_model.impl.value, naconmax=self._config.naconmax,
+                                 njmax=self._config.njmax)
+        r = self._root_qpos
+
+        def at(z):
+            return base.qpos.at[r:r + 3].set(jp.zeros(3).at[2].set(z)).at[r + 3:r + 7].set(orientation)
+
+        def placed(z):  # positions and contacts only: what the search tests
+            if self.mjx_model.impl.value != "jax":
+                return mjx.forward(self.mjx_model, base.replace(qpos=at(z)))
+            return mjx.collision(self.mjx_model, mjx.kinematics(self.mjx_model, base.replace(qpos=at(z))))
+
+        # up in 1 cm steps from inside the floor until nothing touches (at most 10,000 tries, as dm_control)
+        def touching(carry):
+            z, data, n = carry
+            return self._contacting(data) & (n < 10_000)
+
+        def higher(carry):
+            z, _, n = carry
+            return z + 0.01, placed(z + 0.01), n + 1
+
+        z, _, _ = jax.lax.while_loop(touching, higher, (jp.float32(0.0), placed(jp.float32(0.0)), 0))
+        data = mjx.forward(self.mjx_model, base.replace(qpos=at(z)))
+        info = {"rng": rng}
+        zero = jp.zeros(())
+        return mjx_env.State(data, self._get_obs(data, info), zero, zero, {}, info)
+
+    def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
+        data = mjx_env.step(self.mjx_model, state.data, action, self.n_substeps)
+        # What dm_control's (legacy) step leaves to observe: positions, velocities and their sensors
+        # at the new state (its closing mj_step1), the acceleration-stage sensors (accelerometer,
+        # toe forces and torques) from the last physics step's own forward pass, which MJX's step
+        # computed before integrating. One forward pass at the new state, those sensors kept.
+        acc = data.sensordata[self._acc_sensors]
+        data = mjx.forward(self.mjx_model, data)
+        data = data.replace(sensordata=data.sensordata.at[self._acc_sensors].set(acc))
+        obs = self._get_obs(data, state.info)
+        rew = self._get_reward(data, action, state.info, state.metrics)
+        done = (jp.isnan(data.qpos).any() | jp.isnan(data.qvel).any()).astype(float)
+        return mjx_env.State(data, obs, rew, done, state.metrics, state.info)
+
+    def _get_obs(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
+        del info
+        return jp.concatenate([
+            data.qpos[self._hinge_qpos], data.qvel[self._hinge_qvel], data.act,   # egocentric_state
+            data.sensordata[self._velocimeter],                                   # torso_velocity
+            data.xmat[self._torso, 2, 2].reshape(1),                              # torso_upright
+            data.sensordata[self._imu],                                           # imu
+            jp.arcsinh(data.sensordata[self._force_torque]),                      # force_torque
+        ])
+
+    def _get_reward(self, data: mjx.Data, action, info, metrics) -> jax.Array:
+        del action, info, metrics
+        upright = reward.tolerance(data.xmat[self._torso, 2, 2], bounds=(1.0, float("inf")), sigmoid="linear",
+                                   margin=2.0, value_at_margin=0)
+        move = reward.tolerance(data.sensordata[self._velocimeter][0], bounds=(self._speed, float("inf")),
+                                margin=self._speed, value_at_margin=0.5, sigmoid="linear")
+        return upright * move
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def xml_path(self) -> str:
+        return "dm_control/suite/quadruped.xml"
+
+    @property
+    def action_size(self) -> int:
+        return self.mjx_model.nu
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        return self._mj_model
+
+    @property
+    def mjx_model(self) -> mjx.Model:
+        return self._mjx_model
