@@ -223,7 +223,7 @@ def test_training_from_pixels_end_to_end_and_resume(tmp_path):
     (["task=hopper-hop"], "obs=rgb is for one of the pixel tasks"),
     (["latent_dim=128"], "the image encoder gives 512 features"),
     (["env_backend=mjx"], "set impl=warp"),
-    (["env_backend=mjx", "impl=warp", "task=quadruped-walk"], "quadruped-walk has no MJX version"),
+    (["env_backend=mjx", "impl=warp", "task=quadruped-walk"], "rendered by the CPU workers only"),
     (["obs=pixels"], "obs='pixels': use state or rgb"),
 ])
 def test_pixel_settings_that_cannot_work_are_refused(tmp_path, override, message):
