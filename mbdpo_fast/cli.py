@@ -133,24 +133,32 @@ def print_run_summary(summary: dict, work_dir: Path, entry: str, eval_csv: Path 
         print(f"  videos:   {work_dir / 'videos'}")
 
 
-def train_and_report(trainer, spec, banner: str, entry: str = "mbdpo_fast.train") -> dict:
-    """Save the run spec beside the run, print the banner, train, print the summary. A signal
-    (trainers.common.StopSignals) ends training with a checkpoint, the command that resumes it and
-    exit code EXIT_STOPPED, after the handler a launcher had installed (submitit's requeues)."""
+def train_reporting(trainer, work_dir: Path, entry: str, show: bool = True, unit: str = "step") -> dict:
+    """Train under StopSignals and print the run's summary (show=False: a DDP rank other than 0).
+    A run that a signal ended (summary["stop"] not steps / time_limit) prints the command that
+    resumes it, calls the handler a launcher had installed (submitit's requeues) and exits with
+    EXIT_STOPPED; its checkpoint is written by the trainer at the step where it stopped."""
     from .trainers.common import EXIT_STOPPED, StopSignals
 
-    work_dir = Path(spec.work_dir)
-    save_spec(spec, work_dir / "config.yaml")
-    print(banner)
     with StopSignals() as stop:
         summary = trainer.train(stop)
-        print_run_summary(summary, work_dir, entry, work_dir / "eval.csv")
-        if stop.requested:
-            print(f"{stop.name}: checkpoint written at step {summary['step']:,}; resume with "
-                  f"{resume_command(entry)}", flush=True)
+        if show:
+            print_run_summary(summary, work_dir, entry, work_dir / "eval.csv")
+        if summary["stop"] not in ("steps", "time_limit"):
+            if show:
+                print(f"{summary['stop']}: checkpoint written at {unit} {summary['step']:,}; resume with "
+                      f"{resume_command(entry)}", flush=True)
             stop.pass_on()
             raise SystemExit(EXIT_STOPPED)
     return summary
+
+
+def train_and_report(trainer, spec, banner: str, entry: str = "mbdpo_fast.train") -> dict:
+    """Save the run spec beside the run, print the banner, then train_reporting."""
+    work_dir = Path(spec.work_dir)
+    save_spec(spec, work_dir / "config.yaml")
+    print(banner)
+    return train_reporting(trainer, work_dir, entry)
 
 
 LOCK_NAME = ".run.lock"

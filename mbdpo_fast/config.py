@@ -422,15 +422,23 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
     _require(not cfg.tensorboard or importlib.util.find_spec("tensorboard") is not None,
              "tensorboard=true needs tensorboard, which is not installed (pip install 'mbdpo_fast[tensorboard]', "
              "or tensorboard=false)")
-    _require(not cfg.save_video or all(importlib.util.find_spec(m) is not None for m in ("imageio", "imageio_ffmpeg")),
-             "save_video=true needs imageio and imageio-ffmpeg, which are not installed (pip install "
-             "'mbdpo_fast[video]', or save_video=false)")
+    if cfg.save_video:
+        check_video_writer()
     _require(not cfg.save_video or cfg.env_backend in ("dmc", "mjx"),
              f"save_video=true renders dm_control, MetaWorld, MyoSuite and MJX tasks; env_backend={cfg.env_backend} "
              f"has no renderer here (save_video=false)")
     _require(not (cfg.grad_checkpoint and cfg.cudagraphs), "grad_checkpoint=true does not combine with cudagraphs=true")
     resolve_device(cfg.device)
     return to_spec(cfg)
+
+
+def check_video_writer() -> None:
+    """ConfigError unless the libraries that write save_video's MP4s are installed."""
+    import importlib.util
+
+    _require(all(importlib.util.find_spec(m) is not None for m in ("imageio", "imageio_ffmpeg")),
+             "save_video=true needs imageio and imageio-ffmpeg, which are not installed (pip install "
+             "'mbdpo_fast[video]', or save_video=false)")
 
 
 def uses_pixels(cfg) -> bool:

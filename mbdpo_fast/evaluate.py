@@ -21,8 +21,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .agent import MBDPO, seed_everything
 from .data.checkpoint import load_checkpoint
 from .errors import CheckpointError, ConfigError
-from .cli import precheck, user_errors
-from .config import RunSpec, resolve_device, saved_spec
+from .cli import choose_renderer, precheck, user_errors
+from .config import RunSpec, check_video_writer, resolve_device, saved_spec
 from .trainers.evaluation import evaluate_task, summarize
 from .task_registry import expand
 
@@ -73,14 +73,8 @@ def check_command(ecfg: DictConfig) -> None:
         raise ConfigError(f"episodes={ecfg.episodes} must be >= 1")
     load_checkpoint(ecfg.checkpoint)
     if ecfg.get("save_video"):
-        import importlib.util
-
-        if not all(importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")):
-            raise ConfigError("save_video=true needs imageio and imageio-ffmpeg, which are not installed (pip install "
-                              "'mbdpo_fast[video]', or save_video=false)")
-        from .envs.cpu.pixels import use_headless_gl
-
-        use_headless_gl()  # a RenderingError (one line) now rather than after loading the agent
+        check_video_writer()
+        choose_renderer(ecfg)  # a RenderingError (one line) now rather than after loading the agent
 
 
 def run(ecfg: DictConfig) -> dict:

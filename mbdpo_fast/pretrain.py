@@ -16,13 +16,12 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from .agent import seed_everything
-from .cli import hydra_entry, precheck, print_run_summary, resume_command, run_checkpoint, save_spec
+from .cli import hydra_entry, precheck, run_checkpoint, save_spec, train_reporting
 from .config import Config, RunSpec, apply_threads, register_schema, resolve, resolve_tasks
 from .errors import ConfigError
 from .data.chunks import OfflineDataset
 from .distributed import init_distributed
 from . import task_registry
-from .trainers.common import EXIT_STOPPED, StopSignals
 from .trainers.offline import OfflineTrainer
 
 register_schema()
@@ -92,17 +91,7 @@ def run(cfg: DictConfig) -> dict:
               f"({len(counts)} tasks present) of {ds.episode_length} slots | model_size {cfg.model_size} "
               f"({trainer.agent.model.num_parameters() / 1e6:.2f}M params) | device {trainer.device} | "
               f"processes {trainer.world} | batch {cfg.batch_size} | run dir {work_dir}")
-    with StopSignals() as stop:
-        summary = trainer.train(stop)
-        if trainer.main:
-            print_run_summary(summary, work_dir, "mbdpo_fast.pretrain", work_dir / "eval.csv")
-        if summary["stop"] not in ("steps", "time_limit"):
-            if trainer.main:
-                print(f"{summary['stop']}: checkpoint written at update {summary['step']:,}; resume with "
-                      f"{resume_command('mbdpo_fast.pretrain')}", flush=True)
-            stop.pass_on()
-            raise SystemExit(EXIT_STOPPED)
-    return summary
+    return train_reporting(trainer, work_dir, "mbdpo_fast.pretrain", show=trainer.main, unit="update")
 
 
 def _cuda() -> bool:

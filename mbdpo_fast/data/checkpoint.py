@@ -35,13 +35,8 @@ def atomic_save(obj, path: str | os.PathLike, what: str = "file") -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except OSError as exc:  # torch.save passes the file's own OSError (ENOSPC from a full disk) through
         raise StorageError.writing(path, exc, what) from None
-    except RuntimeError as exc:  # torch.save reports a failed write of its zip archive as RuntimeError
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError):
-            raise StorageError.writing(path, cause, what) from None
-        raise
     finally:
         if tmp.exists():
             tmp.unlink()

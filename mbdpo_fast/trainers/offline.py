@@ -113,9 +113,13 @@ class OfflineTrainer:
 
     def _stop_now(self, stop) -> bool:
         """Whether a stop was requested (StopSignals) in this process or, under DDP, in any rank:
-        every rank leaves at the same update, or the others would wait in the next all-reduce."""
+        every rank leaves at the same update, or the others would wait in the next all-reduce. Under
+        DDP the ranks agree at train-row updates only (every log_every), where _log syncs anyway,
+        so that the check adds no host synchronisation to the other updates."""
         asked = stop is not None and stop.requested
         if self.world > 1:
+            if self.step % self.cfg.log_every:
+                return False
             import torch.distributed as dist
 
             flag = torch.tensor([float(asked)], device=self.device)
