@@ -357,9 +357,12 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
                              f"{'has' if len(no_mjx) == 1 else 'have'} no MJX version"
                              + (f" ({why})" if why else " (the MJX tasks: python -c \"from mbdpo_fast import "
                                 "task_registry; print(task_registry.names(mjx=True))\")") + "; use env_backend=dmc")
-        _require(not (cfg.obs == "rgb" and any(task_registry.get(t).dmc_mjx for t in (cfg.tasks or [cfg.task]))),
+        own = [t for t in (cfg.tasks or [cfg.task]) if task_registry.get(t).dmc_mjx]
+        _require(not (cfg.obs == "rgb" and own),
                  f"obs=rgb with env_backend=mjx: {cfg.task} runs on dm_control's own model there, whose pixels are "
                  f"rendered by the CPU workers only; use env_backend=dmc")
+        _require(not (own and cfg.impl != "jax"), f"impl={cfg.impl}: {own[0] if own else ''} runs on MJX's JAX "
+                                                   f"implementation only (impl=jax)")
     if cfg.obs == "rgb":
         _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
                  f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")

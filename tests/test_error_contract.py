@@ -35,6 +35,8 @@ CASES = {
                                   "env_backend=mjx: dog-run has no MJX version (dm_control's dog"),
     "quadruped-escape on MJX": ("mbdpo_fast.train", ["task=quadruped-escape", "env_backend=mjx"],
                                 "quadruped-escape has no MJX version (its heightfield terrain"),
+    "quadruped on MuJoCo Warp": ("mbdpo_fast.train", ["task=quadruped-run", "env_backend=mjx", "impl=warp"],
+                                 "quadruped-run runs on MJX's JAX implementation only"),
     "quadruped pixels on MJX": ("mbdpo_fast.train", ["task=quadruped-walk", "obs=rgb", "env_backend=mjx", "impl=warp"],
                                 "rendered by the CPU workers only"),
     "MetaWorld on MJX": ("mbdpo_fast.train", ["task=mw-reach", "env_backend=mjx"], "mw-reach has no MJX version"),

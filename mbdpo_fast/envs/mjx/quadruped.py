@@ -14,7 +14,8 @@ task computes what dm_control's `Move` task computes:
 - reward: tolerance(forward torso velocity, bounds (speed, inf), margin speed, value 0.5 at the
   margin, linear) times the upright reward (linear from 0 upside down to 1 upright); no termination.
 
-impl=jax (MJX) or impl=warp (MuJoCo Warp) both load the model. Parity with dm_control: tests/test_mjx_parity.py.
+MJX's JAX implementation (impl=jax; the config refuses impl=warp for these tasks: untested there).
+Parity with dm_control: tests/test_mjx_parity.py and tests/test_mjx_quadruped.py.
 """
 from __future__ import annotations
 
@@ -69,18 +70,17 @@ class Quadruped(mjx_env.MjxEnv):
         self._hinge_qvel = jp.asarray(m.jnt_dofadr[hinges])
         self._torso = m.body("torso").id
 
-        def sensors(*types):  # sensordata indices of the sensors of these types, in sensor order
-            ids = [i for i in range(m.nsensor) if int(m.sensor_type[i]) in {int(t) for t in types}]
-            return jp.asarray(np.concatenate([np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i])
-                                              for i in ids]))
+        def data_of(ids):  # sensordata indices of these sensors, in sensor order
+            return jp.asarray(np.concatenate([np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i]) for i in ids]))
+
+        def of_type(*types):
+            return data_of([i for i in range(m.nsensor) if int(m.sensor_type[i]) in {int(t) for t in types}])
 
         S = mujoco.mjtSensor
-        self._imu = sensors(S.mjSENS_GYRO, S.mjSENS_ACCELEROMETER)
-        self._force_torque = sensors(S.mjSENS_FORCE, S.mjSENS_TORQUE)
-        self._velocimeter = sensors(S.mjSENS_VELOCIMETER)
-        self._acc_sensors = jp.asarray(np.concatenate([
-            np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i]) for i in range(m.nsensor)
-            if m.sensor_needstage[i] == mujoco.mjtStage.mjSTAGE_ACC]))
+        self._imu = of_type(S.mjSENS_GYRO, S.mjSENS_ACCELEROMETER)
+        self._force_torque = of_type(S.mjSENS_FORCE, S.mjSENS_TORQUE)
+        self._velocimeter = of_type(S.mjSENS_VELOCIMETER)
+        self._acc_sensors = data_of([i for i in range(m.nsensor) if m.sensor_needstage[i] == mujoco.mjtStage.mjSTAGE_ACC])
         root = m.joint("root").id
         self._root_qpos = int(m.jnt_qposadr[root])
 
@@ -88,8 +88,7 @@ class Quadruped(mjx_env.MjxEnv):
     def _contacting(self, data: mjx.Data) -> jax.Array:
         """Whether any geom pair is in contact (dm_control: data.ncon > 0)."""
         contact = data._impl.contact
-        return jp.any(contact.dist < contact.includemargin) if hasattr(contact, "includemargin") \
-            else jp.any(contact.dist < 0)
+        return jp.any(contact.dist < contact.includemargin)
 
     def reset(self, rng: jax.Array) -> mjx_env.State:
         rng, key = jax.random.split(rng)
@@ -103,8 +102,6 @@ class Quadruped(mjx_env.MjxEnv):
             return base.qpos.at[r:r + 3].set(jp.zeros(3).at[2].set(z)).at[r + 3:r + 7].set(orientation)
 
         def placed(z):  # positions and contacts only: what the search tests
-            if self.mjx_model.impl.value != "jax":
-                return mjx.forward(self.mjx_model, base.replace(qpos=at(z)))
             return mjx.collision(self.mjx_model, mjx.kinematics(self.mjx_model, base.replace(qpos=at(z))))
 
         # up in 1 cm steps from inside the floor until nothing touches (at most 10,000 tries, as dm_control)
