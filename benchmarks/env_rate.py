@@ -6,6 +6,7 @@ worker processes.
     python benchmarks/env_rate.py --cpu-suites --workers 1 2 8        # AsyncVecEnv (dm_control)
     python benchmarks/env_rate.py --pixels --workers 1 2 8             # the same, rendering 64x64 RGB (obs=rgb)
     python benchmarks/env_rate.py --pixels --impl warp --envs 256 1024 # MJX (Warp) + MuJoCo Warp's batch renderer
+    python benchmarks/env_rate.py --tasks quadruped-run dog-run --envs 1024 4096  # JAX, MuJoCo Warp (--impl auto)
     python benchmarks/env_rate.py --quick                             # one small size (under a minute on a CPU)
 
 Baselines (both reported; the bridge is compared with the faster one): a Python loop calling the
@@ -41,6 +42,7 @@ def bench_mjx(task: str, E: int, steps: int, device: torch.device, impl: str, pi
 
     t0 = time.perf_counter()
     env = make_mjx_env(task, E, seed=0, device=device, impl=impl, pixels=pixels)
+    impl = env.env.mjx_model.impl.value  # what auto chose
     obs = env.reset()
     compile_s = time.perf_counter() - t0
     A = env.action_dim
@@ -149,7 +151,8 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=None, help="default: cheetah-run walker-run humanoid-run")
     ap.add_argument("--envs", nargs="+", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--impl", default="jax", choices=["jax", "warp"])
+    ap.add_argument("--impl", default="auto", choices=["auto", "jax", "warp"],
+                    help="MJX implementation; auto: each task's own (MuJoCo Warp for the dog, else JAX)")
     ap.add_argument("--cpu-suites", action="store_true", help="time the CPU suites instead of MJX")
     ap.add_argument("--workers", nargs="+", type=int, default=None, help="default: 1 2 8")
     ap.add_argument("--pixels", action="store_true", help="render 64x64 RGB frames (obs=rgb): CPU workers, "

@@ -3,8 +3,8 @@
 # CUDA-marked tests, time the planner (E = 1 / 256 / 1024; eager, CUDA graphs, compiled, the grouped
 # rollout in PyTorch compiled, Triton one launch per layer and the fused rollout; fp32 and bf16), the
 # update (single-task with and without fused_update, and multi-task per model size), the denoising-step
-# profile, the MJX bridge (cheetah-run; quadruped-run, dm_control's model on MJX) and MJX's batch
-# renderer (obs=rgb). Each step has a time
+# profile, the MJX bridge (cheetah-run; quadruped-run and dog-run, dm_control's models on MJX's JAX
+# implementation and on MuJoCo Warp) and MJX's batch renderer (obs=rgb). Each step has a time
 # limit; together they stay within 8 minutes. CSV and PNG files (with the GPU's name, date and
 # commit in every row) and one log per step land in $OUT (default /tmp/out); a step cut by its
 # limit keeps the rows it measured.
@@ -62,24 +62,26 @@ if [ "$DRY" = 0 ]; then
 fi
 DEV="--device cuda"
 
-step cuda_tests 65 $PY -m pytest -q -p no:cacheprovider -m cuda tests/
-step plan_eager_graphs_triton 70 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 1024 \
+step cuda_tests 60 $PY -m pytest -q -p no:cacheprovider -m cuda tests/
+step plan_eager_graphs_triton 65 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 1024 \
   --variants off cudagraphs cudagraphs+bf16 triton triton-fp32 --repeats 10 --budget 1 --csv "$OUT/plan.csv"
-step plan_fused_rollout 65 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 1024 \
+step plan_fused_rollout 60 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 1024 \
   --variants triton-fused --repeats 10 --budget 1 --csv "$OUT/plan_fused.csv"
-step plan_compiled 45 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 \
+step plan_compiled 40 $PY benchmarks/step_rate.py $DEV --sections plan --envs 1 256 \
   --variants all grouped --repeats 10 --budget 1 --csv "$OUT/plan_compiled.csv"
-step update 45 $PY benchmarks/step_rate.py $DEV --sections update --batches 256 1024 \
+step update 40 $PY benchmarks/step_rate.py $DEV --sections update --batches 256 1024 \
   --variants off cudagraphs+bf16 grouped --repeats 10 --budget 1 --csv "$OUT/update.csv"
-step denoise_profile 45 $PY benchmarks/denoise_profile.py $DEV --backends eager triton --envs 1 64 \
+step denoise_profile 40 $PY benchmarks/denoise_profile.py $DEV --backends eager triton --envs 1 64 \
   --samples 128 512 2048 --repeats 10 --budget 1 --csv "$OUT/denoise_profile.csv"
 step offline_update 20 $PY benchmarks/offline_update.py $DEV --sizes 1 5 19 --repeats 5 \
   --csv "$OUT/offline_update.csv"
-step mjx_bridge 40 $PY benchmarks/env_rate.py $DEV --tasks cheetah-run --envs 1024 4096 --steps 100 \
+step mjx_bridge 30 $PY benchmarks/env_rate.py $DEV --tasks cheetah-run --envs 1024 4096 --steps 100 \
   --csv "$OUT/mjx_bridge.csv"
 step mjx_quadruped 40 $PY benchmarks/env_rate.py $DEV --tasks quadruped-run --envs 1024 4096 --steps 100 \
   --csv "$OUT/mjx_quadruped.csv"
-step mjx_pixels 45 $PY benchmarks/env_rate.py $DEV --pixels --impl warp --tasks cheetah-run --envs 256 1024 \
+step mjx_dog 50 $PY benchmarks/env_rate.py $DEV --tasks dog-run --envs 1024 4096 --steps 50 \
+  --csv "$OUT/mjx_dog.csv"
+step mjx_pixels 35 $PY benchmarks/env_rate.py $DEV --pixels --impl warp --tasks cheetah-run --envs 256 1024 \
   --steps 50 --csv "$OUT/mjx_pixels.csv"
 
 echo "== total of the limits: $total s (budget $BUDGET s)"

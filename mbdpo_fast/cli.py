@@ -258,11 +258,14 @@ def expand_task_sweep(argv: list[str]) -> list[str]:
     """With -m/--multirun, `task=` values that name a task set (mt30, mt80) or a suite (dmcontrol,
     metaworld, myosuite, maniskill; `<suite>-paper`: only the tasks the paper benchmarks) become
     the tasks they stand for, so that each task is one job: task=mt30,mw-reach -> 31 jobs.
+    With env_backend=mjx a suite stands for its tasks that have an MJX version (each job then runs on
+    its task's own MJX implementation, impl=auto), and a note names the ones left out.
     Other command lines are returned unchanged."""
     from .task_registry import SUITES, TASK_SETS, names
 
     if not any(a in ("-m", "--multirun") for a in argv):
         return argv
+    on_mjx = "env_backend=mjx" in argv
     out = []
     for a in argv:
         if a.startswith("task="):
@@ -272,7 +275,14 @@ def expand_task_sweep(argv: list[str]) -> list[str]:
                 if item in TASK_SETS:
                     tasks += TASK_SETS[item]
                 elif suite in SUITES:
-                    tasks += names(suite=suite, paper=paper)
+                    members = names(suite=suite, paper=paper)
+                    if on_mjx:
+                        left = [t for t in members if t not in names(mjx=True)]
+                        members = [t for t in members if t not in left]
+                        if left:
+                            print(f"note: env_backend=mjx: task={item} runs its {len(members)} tasks that have an MJX "
+                                  f"version; left out (no MJX version): {', '.join(left)}", file=sys.stderr)
+                    tasks += members
                 else:
                     tasks.append(item)
             a = "task=" + ",".join(dict.fromkeys(tasks))

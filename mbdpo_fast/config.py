@@ -62,7 +62,8 @@ class Config:
     num_envs: int = 1  # E environments stepped together; 1 with env_backend=dmc: the paper's trainer
     env_backend: str = "dmc"  # dmc: CPU suites (in-process at E=1, worker processes above) | mjx: MJX on the device
     #   | maniskill: ManiSkill3's physx_cuda simulation of E envs in this process (ms-* tasks, GPU)
-    impl: str = "jax"  # MJX backend: jax | warp (needs warp-lang)
+    impl: str = "auto"  # MJX implementation: auto (the task's own: warp for the dog and for obs=rgb, else
+    #   jax) | jax | warp (MuJoCo Warp; needs warp-lang)
     updates_per_step: int = 1  # updates per vector step (E env steps); the paper: 1 at E=1
     seed_updates: int = -1  # the update burst after seeding; -1: seed_steps * updates_per_step / num_envs
     log_every: int = -1  # vector steps (updates, offline) between train rows, the loop's only regular host
@@ -361,12 +362,14 @@ def resolve(cfg: DictConfig, obs_dim: int, action_dim: int, action_repeat: int |
         _require(not (cfg.obs == "rgb" and own),
                  f"obs=rgb with env_backend=mjx: {cfg.task} runs on dm_control's own model there, whose pixels are "
                  f"rendered by the CPU workers only; use env_backend=dmc")
-        _require(not (own and cfg.impl != "jax"), f"impl={cfg.impl}: {own[0] if own else ''} runs on MJX's JAX "
-                                                   f"implementation only (impl=jax)")
+        _require(cfg.impl in ("auto", "jax", "warp"), f"impl={cfg.impl!r}: use auto, jax or warp")
+        for t in own:
+            why = task_registry.mjx_impl_refusal(t, cfg.impl)
+            _require(why is None, why or "")
     if cfg.obs == "rgb":
         _require(len(cfg.tasks) <= 1 and cfg.task in task_registry.PIXEL_CAMERAS,
                  f"obs=rgb is for one of the pixel tasks {sorted(task_registry.PIXEL_CAMERAS)}, not {cfg.task!r}")
-        _require(cfg.env_backend == "dmc" or cfg.impl == "warp",
+        _require(cfg.env_backend == "dmc" or cfg.impl != "jax",
                  "obs=rgb with env_backend=mjx renders with MuJoCo Warp, whose renderer needs the Warp physics: "
                  "set impl=warp (or env_backend=dmc: dm_control rendered on CPU workers)")
         _require(cfg.env_backend == "dmc" or cfg.task in task_registry.names(mjx=True),

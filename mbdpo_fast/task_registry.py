@@ -41,7 +41,8 @@ class Task:
     paper: bool  # one of the paper's benchmark tasks (DMControl 39, MetaWorld 50, MyoSuite 10)
     playground: str | None = None  # MuJoCo Playground's environment name; None: no stock MJX version
     custom: bool = False  # one of TD-MPC2's 11 custom DMControl tasks (CPU and MJX, envs/custom_tasks.py)
-    dmc_mjx: bool = False  # on MJX through dm_control's own model (no Playground version: envs/mjx/quadruped.py)
+    dmc_mjx: bool = False  # on MJX through dm_control's own model (no Playground version: envs/mjx/quadruped.py, dog.py)
+    mjx_impl: str | None = None  # the only MJX implementation it runs on (jax | warp); None: either
 
     @property
     def action_repeat(self) -> int:
@@ -70,16 +71,37 @@ class Task:
 NO_MJX_REASON = {
     "quadruped-escape": "its heightfield terrain and rangefinder sensors are not built for MJX here",
     "quadruped-fetch": "its ball, walls and target are not built for MJX here",
-    "dog-stand": "dm_control's dog is not built for MJX here yet (it needs MuJoCo Warp: MJX's JAX "
-                 "implementation has no ellipsoid-box collisions)",
+    "dog-fetch": "its ball, walls and target are not built for MJX here (dog-stand/-walk/-trot/-run are)",
 }
-for _t in ("dog-walk", "dog-trot", "dog-run", "dog-fetch"):
-    NO_MJX_REASON[_t] = NO_MJX_REASON["dog-stand"]
+# Why a task runs on one MJX implementation only (Task.mjx_impl), for the error line of the other
+MJX_IMPL_REASON = {
+    "jax": "its reset's contact search is tested on MJX's JAX implementation only",
+    "warp": "MJX's JAX implementation has no collisions between the dog's ellipsoids and the floor's box",
+}
+
+
+def mjx_impl(name: str, requested: str = "auto", pixels: bool = False) -> str:
+    """The MJX implementation a task runs on when `requested` (auto | jax | warp) is asked for: auto
+    gives the task's own (Task.mjx_impl), warp for pixels (MuJoCo Warp's renderer needs its physics),
+    else jax; an explicit choice is returned as asked (the config refuses one the task cannot run)."""
+    if requested != "auto":
+        return requested
+    return get(name).mjx_impl or ("warp" if pixels else "jax")
+
+
+def mjx_impl_refusal(name: str, requested: str) -> str | None:
+    """The error line for asking `name` to run on an MJX implementation it cannot run on, else None."""
+    need = get(name).mjx_impl
+    if need is None or requested in ("auto", need):
+        return None
+    return (f"impl={requested}: {name} runs on MJX's {'Warp' if need == 'warp' else 'JAX'} implementation only "
+            f"({MJX_IMPL_REASON[need]}); set impl={need} or leave impl=auto")
 
 
 def _dmc(name: str, obs: int, act: int, paper: bool = True, playground: str | None = None,
-         custom: bool = False, dmc_mjx: bool = False) -> Task:
-    return Task(name, "dmcontrol", obs, act, paper, playground, custom, dmc_mjx)
+         custom: bool = False, mjx_impl: str | None = None) -> Task:
+    """A DMControl task; mjx_impl: on MJX through dm_control's own model, with that implementation only."""
+    return Task(name, "dmcontrol", obs, act, paper, playground, custom, mjx_impl is not None, mjx_impl)
 
 
 _DMCONTROL = (
@@ -91,7 +113,8 @@ _DMCONTROL = (
     _dmc("cartpole-swingup-sparse", 5, 1, playground="CartpoleSwingupSparse"),
     _dmc("cheetah-run", 17, 6, playground="CheetahRun"),
     _dmc("cup-catch", 8, 2, playground="BallInCup"),
-    _dmc("dog-run", 223, 38), _dmc("dog-stand", 223, 38), _dmc("dog-trot", 223, 38), _dmc("dog-walk", 223, 38),
+    _dmc("dog-run", 223, 38, mjx_impl="warp"), _dmc("dog-stand", 223, 38, mjx_impl="warp"),
+    _dmc("dog-trot", 223, 38, mjx_impl="warp"), _dmc("dog-walk", 223, 38, mjx_impl="warp"),
     _dmc("finger-spin", 9, 2, playground="FingerSpin"),
     _dmc("finger-turn-easy", 12, 2, playground="FingerTurnEasy"),
     _dmc("finger-turn-hard", 12, 2, playground="FingerTurnHard"),
@@ -102,7 +125,7 @@ _DMCONTROL = (
     _dmc("humanoid-stand", 67, 21, playground="HumanoidStand"),
     _dmc("humanoid-walk", 67, 21, playground="HumanoidWalk"),
     _dmc("pendulum-swingup", 3, 1, playground="PendulumSwingup"),
-    _dmc("quadruped-run", 78, 12, dmc_mjx=True), _dmc("quadruped-walk", 78, 12, dmc_mjx=True),
+    _dmc("quadruped-run", 78, 12, mjx_impl="jax"), _dmc("quadruped-walk", 78, 12, mjx_impl="jax"),
     _dmc("reacher-easy", 6, 2, playground="ReacherEasy"),
     _dmc("reacher-hard", 6, 2, playground="ReacherHard"),
     _dmc("walker-run", 24, 6, playground="WalkerRun"),

@@ -21,6 +21,12 @@ _TARGETS = {"reacher": ("geom_pos", [0, 1]), "swimmer": ("geom_pos", [0, 1]), "f
             "finger": ("site_pos", [0, 2])}
 
 
+def _data_options(pg) -> dict:
+    """make_data's implementation and (MuJoCo Warp's) buffer sizes for a task's MJX model."""
+    cfg = pg._config
+    return {"impl": pg.mjx_model.impl.value, "naconmax": cfg.get("naconmax"), "njmax": cfg.get("njmax")}
+
+
 def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, float]:
     """(max |obs difference|, max |reward difference|) over `states` matched states."""
     dm, pg = DMControlEnv(task, seed), build_task(task)
@@ -46,7 +52,7 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
         rew_dm = float(dm._env.task.get_reward(ph))
         d = mjx_env.make_data(pg.mj_model, qpos=jp.asarray(ph.data.qpos), qvel=jp.asarray(ph.data.qvel),
                               ctrl=jp.asarray(ph.data.ctrl), act=jp.asarray(ph.data.act) if ph.model.na else None,
-                              impl="jax")
+                              **_data_options(pg))
         domain = task.split("-")[0]
         if domain in _TARGETS and task not in ("finger-spin",):
             field, cols = _TARGETS[domain]
@@ -61,18 +67,24 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
     return err_obs, err_rew
 
 
-def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 2) -> dict:
+def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 2, options: dict | None = None) -> dict:
     """dm_control and the MJX task from the same initial state (dm_control's seeded reset copied into
     MJX), driven by the same random actions for `steps` agent steps of `repeat` control steps each
-    (rewards summed, as the training environments do). Returns per agent step the max |obs
-    difference| and |reward difference| (lists), and the first step where the obs differs by > 1e-3."""
+    (rewards summed, as the training environments do). options: MjOption fields set in both models
+    first (e.g. {"cone": 1}). Returns per agent step the max |obs difference| and |reward
+    difference| (lists), and the first step where the obs differs by > 1e-3."""
     dm, pg = DMControlEnv(task, seed), build_task(task)
+    if options:
+        for k, v in options.items():
+            setattr(dm.physics.model.opt, k, v)
+            setattr(pg.mj_model.opt, k, v)
+        pg._mjx_model = mjx.put_model(pg.mj_model, impl=pg.mjx_model.impl.value)
     step = jax.jit(pg.step)
     rng = np.random.default_rng(seed)
     dm.reset()
     ph = dm.physics
     data = mjx_env.make_data(pg.mj_model, qpos=jp.asarray(ph.data.qpos), qvel=jp.asarray(ph.data.qvel),
-                             act=jp.asarray(ph.data.act) if ph.model.na else None, impl="jax")
+                             act=jp.asarray(ph.data.act) if ph.model.na else None, **_data_options(pg))
     data = mjx.forward(pg.mjx_model, data)
     state = mjx_env.State(data, pg._get_obs(data, {}), jp.zeros(()), jp.zeros(()), {}, {"rng": jax.random.PRNGKey(0)})
     lo, hi = pg.mj_model.actuator_ctrlrange[:, 0], pg.mj_model.actuator_ctrlrange[:, 1]

@@ -31,8 +31,11 @@ CASES = {
     "pretrain without data": ("mbdpo_fast.pretrain", ["task=mt30"], "data_dir is not set"),
     "finetune without checkpoint": ("mbdpo_fast.finetune", ["task=walker-run"], "checkpoint is not set"),
     "finetune, wrong type": ("mbdpo_fast.finetune", ["seed=x"], "seed=x"),
-    "a task without MJX on MJX": ("mbdpo_fast.train", ["task=dog-run", "env_backend=mjx"],
-                                  "env_backend=mjx: dog-run has no MJX version (dm_control's dog"),
+    "a task without MJX on MJX": ("mbdpo_fast.train", ["task=dog-fetch", "env_backend=mjx"],
+                                  "env_backend=mjx: dog-fetch has no MJX version (its ball, walls and target"),
+    "the dog on MJX's JAX implementation": ("mbdpo_fast.train", ["task=dog-run", "env_backend=mjx", "impl=jax"],
+                                            "dog-run runs on MJX's Warp implementation only (MJX's JAX implementation "
+                                            "has no collisions between the dog's ellipsoids"),
     "quadruped-escape on MJX": ("mbdpo_fast.train", ["task=quadruped-escape", "env_backend=mjx"],
                                 "quadruped-escape has no MJX version (its heightfield terrain"),
     "quadruped on MuJoCo Warp": ("mbdpo_fast.train", ["task=quadruped-run", "env_backend=mjx", "impl=warp"],

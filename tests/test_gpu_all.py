@@ -26,7 +26,7 @@ def test_gpu_all_dry_run(tmp_path):
     if venv:
         assert re.search(r"^== cuda_tests \(limit \d+ s\): \.venv/bin/python -m pytest", p.stdout, re.M), p.stdout[:2000]
     assert {s for s, _ in steps} >= {"cuda_tests", "plan_eager_graphs_triton", "plan_fused_rollout", "plan_compiled", "update",
-                                       "denoise_profile", "offline_update", "mjx_bridge", "mjx_quadruped", "mjx_pixels"}
+                                       "denoise_profile", "offline_update", "mjx_bridge", "mjx_quadruped", "mjx_dog", "mjx_pixels"}
     assert sum(int(t) for _, t in steps) <= 480
     for name, _ in steps[1:]:  # each benchmark printed its plan with the GPU-side variants
         assert "roughly" in (tmp_path / f"{name}.dry.log").read_text(), name

@@ -222,7 +222,7 @@ def test_training_from_pixels_end_to_end_and_resume(tmp_path):
 @pytest.mark.parametrize("override,message", [
     (["task=hopper-hop"], "obs=rgb is for one of the pixel tasks"),
     (["latent_dim=128"], "the image encoder gives 512 features"),
-    (["env_backend=mjx"], "set impl=warp"),
+    (["env_backend=mjx", "impl=jax"], "set impl=warp"),
     (["env_backend=mjx", "impl=warp", "task=quadruped-walk"], "rendered by the CPU workers only"),
     (["obs=pixels"], "obs='pixels': use state or rgb"),
 ])

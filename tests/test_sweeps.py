@@ -33,6 +33,28 @@ def test_expand_task_sweep():
     assert paper == names(suite="dmcontrol", paper=True) and len(paper) == 39
 
 
+def test_task_sweep_on_mjx_runs_every_paper_task_on_its_own_implementation(capsys):
+    """task=dmcontrol-paper env_backend=mjx: all 39 tasks (the dog on MuJoCo Warp, the quadruped on
+    MJX's JAX implementation, impl=auto), each job's settings accepted by the config; task=dmcontrol:
+    the tasks with an MJX version, and a note naming those left out."""
+    from mbdpo_fast.cli import expand_task_sweep
+    from mbdpo_fast.config import compose_config, resolve_task
+    from mbdpo_fast.task_registry import mjx_impl, names
+
+    argv = expand_task_sweep(["-m", "task=dmcontrol-paper", "env_backend=mjx"])
+    paper = argv[1][len("task="):].split(",")
+    assert paper == names(suite="dmcontrol", paper=True) and len(paper) == 39 and capsys.readouterr().err == ""
+    impls = {t: mjx_impl(t) for t in paper}
+    assert {t for t, i in impls.items() if i == "warp"} == {"dog-run", "dog-stand", "dog-trot", "dog-walk"}
+    for t in ("dog-run", "quadruped-walk", "cheetah-run", "cup-spin"):
+        resolve_task(compose_config([f"task={t}", "env_backend=mjx", "device=cpu"], None))
+    every = expand_task_sweep(["-m", "task=dmcontrol", "env_backend=mjx"])[1][len("task="):].split(",")
+    assert every == names(suite="dmcontrol", mjx=True)
+    note = capsys.readouterr().err
+    assert note.startswith(f"note: env_backend=mjx: task=dmcontrol runs its {len(every)} tasks") and "dog-fetch" in note
+    assert expand_task_sweep(["-m", "task=dmcontrol"])[1] == "task=" + ",".join(names(suite="dmcontrol"))
+
+
 @pytest.mark.slow
 def test_two_by_two_sweep_resumes_skips_and_gathers(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")

@@ -76,7 +76,20 @@ def test_mjx_rows_name_playground_environments():
         row = reg.get(task)
         assert row.custom or row.dmc_mjx or row.playground in pg.dm_control_suite.ALL_ENVS, task
     # dm_control's own model on MJX: the tasks Playground lacks
-    assert [t for t in reg.names(mjx=True) if reg.get(t).dmc_mjx] == ["quadruped-run", "quadruped-walk"]
+    assert [t for t in reg.names(mjx=True) if reg.get(t).dmc_mjx] == [
+        "dog-run", "dog-stand", "dog-trot", "dog-walk", "quadruped-run", "quadruped-walk"]
+
+
+def test_mjx_implementation_of_each_task():
+    """impl=auto: the dog on MuJoCo Warp, the quadruped on MJX's JAX implementation, pixels on Warp
+    (its renderer), the rest on JAX; an explicit choice is kept, and one the task cannot run is named."""
+    assert [reg.mjx_impl(t) for t in ("dog-run", "quadruped-walk", "cheetah-run")] == ["warp", "jax", "jax"]
+    assert reg.mjx_impl("cheetah-run", pixels=True) == "warp" and reg.mjx_impl("cheetah-run", "jax", True) == "jax"
+    assert reg.mjx_impl_refusal("dog-stand", "warp") is None and reg.mjx_impl_refusal("cheetah-run", "warp") is None
+    assert reg.mjx_impl_refusal("dog-stand", "jax").startswith("impl=jax: dog-stand runs on MJX's Warp implementation only")
+    assert "set impl=jax or leave impl=auto" in reg.mjx_impl_refusal("quadruped-run", "warp")
+    assert set(reg.NO_MJX_REASON) == {t for t in reg.names(suite="dmcontrol") if not reg.get(t).mjx} - {
+        t for t in reg.names(suite="dmcontrol") if not t.startswith(("dog", "quadruped"))}
 
 
 _SUITE_DIMS = """

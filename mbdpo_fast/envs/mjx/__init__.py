@@ -15,9 +15,11 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,
-                 impl: str = "jax", device="cpu", pixels: bool = False):
-    """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks or a missing stack
-    (pixels: stacked RGB frames from MuJoCo Warp's renderer, envs/mjx/pixels.py)."""
+                 impl: str = "auto", device="cpu", pixels: bool = False):
+    """An MJXVecEnv for a TD-MPC2 task name, with one clear error for unknown tasks, an implementation
+    the task cannot run on or a missing stack (impl=auto: the task's own, task_registry.mjx_impl;
+    pixels: stacked RGB frames from MuJoCo Warp's renderer, envs/mjx/pixels.py)."""
+    from ... import task_registry
     from ...task_registry import suggest
     from ...errors import ConfigError
 
@@ -30,13 +32,17 @@ def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2
     names = mjx_task_names()
     if task not in names:
         raise ConfigError(f"unknown MJX task {task!r}.{suggest(task, names)} MJX tasks: {', '.join(names)}")
-    if impl not in ("jax", "warp"):
-        raise ConfigError(f"impl={impl!r}: use jax or warp")
+    if impl not in ("auto", "jax", "warp"):
+        raise ConfigError(f"impl={impl!r}: use auto, jax or warp")
+    why = task_registry.mjx_impl_refusal(task, impl)
+    if why is not None:
+        raise ConfigError(why)
+    impl = task_registry.mjx_impl(task, impl, pixels)
     if impl == "warp":
         try:
             import warp  # noqa: F401
         except ImportError:
-            raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang); impl=jax works everywhere") from None
+            raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang)") from None
     if pixels:
         from .pixels import warp_available
 

@@ -1,6 +1,7 @@
 """MJX tasks under TD-MPC2 names: MuJoCo Playground's DM Control Suite, TD-MPC2's custom tasks
 built on Playground's task classes (models and rewards from envs/custom_tasks.py), and dm_control's
-quadruped walk/run on its own model (envs/mjx/quadruped.py).
+quadruped walk/run (envs/mjx/quadruped.py, MJX's JAX implementation) and dog stand/walk/trot/run
+(envs/mjx/dog.py, MuJoCo Warp) on dm_control's own models.
 
 Where Playground 0.2.0 departs from dm_control in what a task *observes*, the task here follows
 dm_control (the parity tests in tests/test_mjx_parity.py check observation and reward on matched
@@ -23,6 +24,7 @@ from mujoco_playground._src.dm_control_suite import (ball_in_cup, cheetah, fish,
 
 from ... import task_registry
 from .. import custom_tasks as ct
+from .dog import DOG_SPEEDS, Dog
 from .quadruped import QUADRUPED_SPEEDS, Quadruped
 
 
@@ -291,10 +293,13 @@ def mjx_task_names() -> list[str]:
     return sorted(task_registry.names(mjx=True))
 
 
-def build_task(name: str, impl: str = "jax", pixels: bool = False) -> mjx_env.MjxEnv:
-    """A Playground MjxEnv for a TD-MPC2 task name (KeyError if unknown); pixels: with the sites that
-    pixel observations need drawn as geoms (VISIBLE_SITES)."""
-    env = _build_task(name, impl)
+def build_task(name: str, impl: str = "auto", pixels: bool = False, num_envs: int = 1) -> mjx_env.MjxEnv:
+    """A Playground MjxEnv for a TD-MPC2 task name (KeyError if unknown) on MJX's implementation
+    `impl` (auto: task_registry.mjx_impl); pixels: with the sites that pixel observations need drawn
+    as geoms (VISIBLE_SITES); num_envs: the worlds that will be stepped together (MuJoCo Warp's
+    contact buffer of the dog is sized by it)."""
+    impl = task_registry.mjx_impl(name, impl, pixels)
+    env = _build_task(name, impl, num_envs)
     if pixels and name in VISIBLE_SITES:
         show_sites(env, VISIBLE_SITES[name])
     if impl == "warp":
@@ -313,10 +318,12 @@ def _quiet_solver_limits(env: mjx_env.MjxEnv) -> None:
     env._mjx_model = env._mjx_model.replace(opt=opt.replace(_impl=opt._impl.replace(warn_overflow=quiet)))
 
 
-def _build_task(name: str, impl: str) -> mjx_env.MjxEnv:
+def _build_task(name: str, impl: str, num_envs: int) -> mjx_env.MjxEnv:
     overrides = {"impl": impl}
     if name in QUADRUPED_SPEEDS:
         return Quadruped(QUADRUPED_SPEEDS[name], config_overrides=overrides)
+    if name in DOG_SPEEDS:
+        return Dog(DOG_SPEEDS[name], num_envs, config_overrides=overrides)
     if name in ct.CUSTOM_TASKS:
         return _custom(name, overrides)
     if name in _WALKERS:

@@ -37,13 +37,13 @@ from .tasks import build_task
 
 class MJXVecEnv:
     def __init__(self, task: str, num_envs: int, seed: int = 0, action_repeat: int = 2,
-                 episode_length: int = 500, impl: str = "jax", device: str | torch.device = "cpu",
+                 episode_length: int = 500, impl: str = "auto", device: str | torch.device = "cpu",
                  pixels: bool = False):
         self.task, self.num_envs = task, int(num_envs)
         self.action_repeat, self.episode_length = int(action_repeat), int(episode_length)
         self.torch_device = self.device = torch.device(device)
         self.jax_device = jax_device_for(self.torch_device)
-        self.env = build_task(task, impl, pixels)
+        self.env = build_task(task, impl, pixels, num_envs=self.num_envs)
         m = self.env.mj_model
         self.action_dim = int(self.env.action_size)
         self._lo = jp.asarray(m.actuator_ctrlrange[:, 0], dtype=jp.float32)
