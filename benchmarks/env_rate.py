@@ -131,16 +131,20 @@ def plot_rates(rows: list[dict], png: Path, x: str = "workers", y: str = "frames
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    pixels = y == "frames_per_s"
     for task in dict.fromkeys(r["task"] for r in rows):
-        pts = [(r[x], r[y]) for r in rows if r["task"] == task and r.get(y, "") != ""]
+        pts = [(float(r[x]), float(r[y])) for r in rows if r["task"] == task and r.get(y, "") not in ("", None)]
+        impl = next((r["impl"] for r in rows if r["task"] == task and r.get("impl")), "")
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=task)
-    ax.set_xlabel("worker processes" if x == "workers" else "environments E (one render context)")
-    ax.set_ylabel("rendered agent steps / s (64x64 RGB)" if y == "frames_per_s" else "agent steps / s")
+            ax.plot(*zip(*pts), marker="o", label=f"{task} ({impl})" if impl and x != "workers" else task)
+    ax.set_xlabel("worker processes" if x == "workers" else
+                  "environments E (one render context)" if pixels else "environments E")
+    ax.set_ylabel("rendered agent steps / s (64x64 RGB)" if pixels else
+                  "agent steps / s" if x == "workers" else "agent steps / s (bridged to torch)")
     meta = rows[0] if rows else {}
-    renderer = ("MuJoCo Warp" if x != "workers" else f"MUJOCO_GL={meta.get('gl', '?')}" if y == "frames_per_s"
-                else "worker processes")
-    ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus', '?')} CPUs, {renderer}", fontsize=8)
+    where = (f"MUJOCO_GL={meta.get('gl', '?')}" if x == "workers" and pixels else "worker processes" if x == "workers"
+             else "MJX, MuJoCo Warp's renderer" if pixels else "MJX")
+    ax.set_title(f"{meta.get('device', '')}, {meta.get('cpus') or os.cpu_count()} CPUs, {where}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png, dpi=120)

@@ -51,7 +51,7 @@ def test_task_sweep_on_mjx_runs_every_paper_task_on_its_own_implementation(capsy
     every = expand_task_sweep(["-m", "task=dmcontrol", "env_backend=mjx"])[1][len("task="):].split(",")
     assert every == names(suite="dmcontrol", mjx=True)
     note = capsys.readouterr().err
-    assert note.startswith(f"note: env_backend=mjx: task=dmcontrol runs its {len(every)} tasks") and "dog-fetch" in note
+    assert note.startswith(f"note: env_backend=mjx: task=dmcontrol runs its {len(every)} tasks") and "quadruped-escape" in note
     assert expand_task_sweep(["-m", "task=dmcontrol"])[1] == "task=" + ",".join(names(suite="dmcontrol"))
 
 

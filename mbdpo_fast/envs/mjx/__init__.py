@@ -40,9 +40,11 @@ def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2
     impl = task_registry.mjx_impl(task, impl, pixels)
     if impl == "warp":
         try:
-            import warp  # noqa: F401
+            import warp
         except ImportError:
             raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang)") from None
+        # Warp announces itself and every kernel module it loads (hundreds of lines for the dog)
+        warp.config.quiet = True
     if pixels:
         from .pixels import warp_available
 

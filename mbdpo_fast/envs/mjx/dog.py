@@ -1,11 +1,11 @@
-"""dm_control's dog-stand, -walk, -trot and -run on MJX's Warp implementation (MuJoCo Warp).
+"""dm_control's dog-stand, -walk, -trot, -run and -fetch on MJX's Warp implementation (MuJoCo Warp).
 
 MuJoCo Playground has no dog, and MJX's JAX implementation cannot load it (the dog's ellipsoid
 collision geoms against the floor's box are not implemented there), so these tasks run with
 impl=warp, which the config chooses for them (impl=auto) and requires (impl=jax is refused).
 
 The model is dm_control's own (`dm_control.suite.dog.get_model_and_assets`: a floor of time limit x
-speed metres, no ball, target or walls), with its 5 ms timestep, 4 no-slip iterations and 3
+speed metres, no ball, target or walls; Fetch keeps them, see `DogFetch`), with its 5 ms timestep, 4 no-slip iterations and 3
 physics steps per control step (15 ms); the task computes what dm_control's `Stand` and `Move`
 tasks compute:
 
@@ -39,7 +39,7 @@ from mujoco import mjx
 from mujoco_playground._src import mjx_env, reward
 
 # TD-MPC2 name -> desired forward speed (m/s; dm_control's _WALK_SPEED, _TROT_SPEED, _RUN_SPEED);
-# None: the Stand task
+# None: the Stand task (dog-fetch: DogFetch)
 DOG_SPEEDS = {"dog-stand": None, "dog-walk": 1.0, "dog-trot": 3.0, "dog-run": 9.0}
 _TIME_LIMIT = 15  # dm_control's episode (s); the floor is time limit x speed wide (stand: walk's)
 _STAND_HEIGHT_FRACTION = 0.9
@@ -74,12 +74,15 @@ class Dog(mjx_env.MjxEnv):
         super().__init__(config or default_config(), config_overrides)
         self._speed = None if speed is None else float(speed)
         self._num_envs = max(1, int(num_envs))
-        xml, self._model_assets = dog_model(self._speed)
+        xml, self._model_assets = self._model_xml()
         self._xml = xml
         self._mj_model = mujoco.MjModel.from_xml_string(xml, self._model_assets)
         self._mj_model.opt.timestep = self.sim_dt
         self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
         self._post_init()
+
+    def _model_xml(self) -> tuple[str, dict]:
+        return dog_model(self._speed)
 
     def _post_init(self) -> None:
         m = self._mj_model
@@ -119,10 +122,17 @@ class Dog(mjx_env.MjxEnv):
         qpos = qpos.at[r + 3:r + 7].set(jp.stack([jp.cos(azimuth / 2), 0.0, 0.0, jp.sin(azimuth / 2)]))
         qvel = jp.zeros(self._mj_model.nv).at[jp.array([v, v + 1, v + 5])].set(2 * jax.random.normal(k_vel, (3,)))
         act = jax.random.uniform(k_act, (self._mj_model.na,), minval=self._ctrl_lo, maxval=self._ctrl_hi)
+        rng, key = jax.random.split(rng)
+        qpos, qvel = self._place_objects(key, qpos, qvel)
         data = self._forward_without_actuation(self._make_data(qpos, qvel, act))
         info = {"rng": rng}
         zero = jp.zeros(())
         return mjx_env.State(data, self._get_obs(data, info), zero, zero, {}, info)
+
+    def _place_objects(self, key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """What a task adds to the stand pose at reset (Fetch: the thrown ball)."""
+        del key
+        return qpos, qvel
 
     def _make_data(self, qpos, qvel, act) -> mjx.Data:
         return mjx_env.make_data(self.mj_model, qpos=qpos, qvel=qvel, act=act, impl=self.mjx_model.impl.value,
@@ -173,8 +183,8 @@ class Dog(mjx_env.MjxEnv):
             data.act,                                                   # actuator_state
         ])
 
-    def _get_reward(self, data: mjx.Data, action, info, metrics) -> jax.Array:
-        del action, info, metrics
+    def _standing(self, data: mjx.Data) -> jax.Array:
+        """dm_control's Stand reward: the product of its height, upright and foot-contact factors."""
         h = self._heights(data)
         torso = reward.tolerance(h[0], bounds=(self._stand_height[0], float("inf")), margin=self._stand_height[0])
         pelvis = reward.tolerance(h[1], bounds=(self._stand_height[1], float("inf")), margin=self._stand_height[1])
@@ -182,7 +192,11 @@ class Dog(mjx_env.MjxEnv):
                                    sigmoid="linear", margin=_MIN_UPRIGHT_COSINE + 1, value_at_margin=0)
         touch = reward.tolerance(data.sensordata[self._touch].sum(), bounds=(self._body_weight, float("inf")),
                                  margin=self._body_weight, sigmoid="linear", value_at_margin=0.9)
-        r = torso * pelvis * jp.prod(upright) * touch
+        return torso * pelvis * jp.prod(upright) * touch
+
+    def _get_reward(self, data: mjx.Data, action, info, metrics) -> jax.Array:
+        del action, info, metrics
+        r = self._standing(data)
         if self._speed is not None:
             forward = reward.tolerance(self._torso_com_velocity(data)[0], bounds=(self._speed, 2 * self._speed),
                                        margin=max(1.0, self._speed), value_at_margin=0, sigmoid="linear")
@@ -205,3 +219,83 @@ class Dog(mjx_env.MjxEnv):
     @property
     def mjx_model(self) -> mjx.Model:
         return self._mjx_model
+
+
+class DogFetch(Dog):
+    """dm_control's dog Fetch task: the model with its ball, target and walls (a 20 m arena); at reset
+    the ball is thrown from 7.5 m at a random azimuth towards the centre (horizontal speed U(0, 5)
+    m/s with N(0, 0.05^2) noise in its direction, vertical speed of a drop from U(0, 3) m); the
+    observation adds the ball's position and velocity relative to the head and the target's
+    position, in the head's frame (232); the reward multiplies the Stand factors by reaching the ball
+    with the mouth ((6 r + 1) / 7, 1 once the ball is at the target) and the ball's nearness to the
+    target ((r + 1) / 2)."""
+
+    def __init__(self, num_envs: int = 1, config: config_dict.ConfigDict | None = None,
+                 config_overrides: dict | None = None):
+        super().__init__(None, num_envs, config, config_overrides)
+
+    def _model_xml(self) -> tuple[str, dict]:
+        from dm_control.suite import dog
+
+        xml, assets = dog.get_model_and_assets(remove_ball=False)
+        return (xml.decode() if isinstance(xml, bytes) else xml), assets
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        m = self._mj_model
+        ball = m.joint("ball_root").id
+        self._ball_qpos, self._ball_dof = int(m.jnt_qposadr[ball]), int(m.jnt_dofadr[ball])
+        self._head = m.site("head").id
+        self._head_body = int(m.site_bodyid[self._head])
+        self._head_root = int(m.body_rootid[self._head_body])
+        self._ball_geom, self._target = m.geom("ball").id, m.geom("target").id
+        self._ball_body = int(m.geom_bodyid[self._ball_geom])
+        self._ball_root = int(m.body_rootid[self._ball_body])
+        self._bites = jp.array([m.site("upper_bite").id, m.site("lower_bite").id])
+        self._floor_size = float(m.geom("floor").size[0])
+        self._bite_radius = float(m.site("upper_bite").size[0])
+        self._target_radius = float(m.geom("target").size[0])
+
+    def _place_objects(self, key, qpos, qvel):
+        k_az, k_h, k_speed, k_dir = jax.random.split(key, 4)
+        radius = 0.75 * self._floor_size
+        azimuth = jax.random.uniform(k_az, (), minval=0.0, maxval=2 * jp.pi)
+        position = jp.stack([radius * jp.sin(azimuth), radius * jp.cos(azimuth), jp.float32(0.05)])
+        height = jax.random.uniform(k_h, (), minval=0.0, maxval=3.0)
+        vertical = jp.sqrt(2 * -self._mj_model.opt.gravity[2] * height)
+        speed = jax.random.uniform(k_speed, (), minval=0.0, maxval=5.0)
+        direction = jp.stack([-jp.sin(azimuth), -jp.cos(azimuth)]) + 0.05 * jax.random.normal(k_dir, (2,))
+        b, v = self._ball_qpos, self._ball_dof
+        qpos = qpos.at[b:b + 3].set(position)
+        qvel = qvel.at[v:v + 3].set(jp.concatenate([speed * direction, vertical[None]]))
+        return qpos, qvel
+
+    def _point_velocity(self, data: mjx.Data, body: int, root: int, point: jax.Array) -> jax.Array:
+        """World linear velocity of a point fixed to `body` (mj_objectVelocity's linear part): the
+        body's spatial velocity, given at its tree's centre of mass, moved to the point."""
+        w, v = data.cvel[body, :3], data.cvel[body, 3:]
+        return v + jp.cross(w, point - data.subtree_com[root])
+
+    def _ball_and_target(self, data: mjx.Data) -> jax.Array:
+        """ball_state (6) and target_position (3) in the head's frame (dm_control's order)."""
+        frame, head = data.site_xmat[self._head], data.site_xpos[self._head]
+        ball = data.geom_xpos[self._ball_geom]
+        ball_vel = self._point_velocity(data, self._ball_body, self._ball_root, ball)
+        head_vel = self._point_velocity(data, self._head_body, self._head_root, head)
+        return jp.concatenate([(ball - head) @ frame, (ball_vel - head_vel) @ frame,
+                               (data.geom_xpos[self._target] - head) @ frame])
+
+    def _get_obs(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
+        return jp.concatenate([super()._get_obs(data, info), self._ball_and_target(data)])
+
+    def _get_reward(self, data: mjx.Data, action, info, metrics) -> jax.Array:
+        del action, info, metrics
+        ball = data.geom_xpos[self._ball_geom]
+        mouth = 0.5 * jp.linalg.norm(ball[None] - data.site_xpos[self._bites], axis=-1).sum()
+        reach = reward.tolerance(mouth, bounds=(0, self._bite_radius), sigmoid="reciprocal", margin=2)
+        reach = (6 * reach + 1) / 7
+        to_target = jp.linalg.norm(ball - data.geom_xpos[self._target])
+        near = reward.tolerance(to_target, bounds=(0, self._target_radius), sigmoid="reciprocal",
+                                margin=self._floor_size)
+        reach = jp.where(to_target < 2 * self._target_radius, 1.0, reach)  # let go once it is fetched
+        return self._standing(data) * reach * (near + 1) / 2

@@ -1,7 +1,7 @@
-"""dm_control's quadruped-walk and quadruped-run on MJX (MuJoCo Playground has no quadruped).
+"""dm_control's quadruped-walk, -run and -fetch on MJX (MuJoCo Playground has no quadruped).
 
 The model is dm_control's own (`dm_control.suite.quadruped.make_model`: flat floor, no walls, ball,
-terrain or rangefinders) with its 5 ms timestep and 4 physics steps per control step (20 ms); the
+terrain or rangefinders; Fetch keeps its walls, ball and target, see `QuadrupedFetch`) with its 5 ms timestep and 4 physics steps per control step (20 ms); the
 task computes what dm_control's `Move` task computes:
 
 - reset: a uniformly random orientation of the torso (a normalised 4-d Gaussian quaternion), every
@@ -56,12 +56,15 @@ class Quadruped(mjx_env.MjxEnv):
 
         super().__init__(config or default_config(), config_overrides)
         self._speed = float(speed)
-        self._xml = quadruped_xml(self._speed)
+        self._xml = self._model_xml()
         self._model_assets = dict(common.ASSETS)
         self._mj_model = mujoco.MjModel.from_xml_string(self._xml, self._model_assets)
         self._mj_model.opt.timestep = self.sim_dt
         self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
         self._post_init()
+
+    def _model_xml(self) -> str:
+        return quadruped_xml(self._speed)
 
     def _post_init(self) -> None:
         m = self._mj_model
@@ -90,16 +93,25 @@ class Quadruped(mjx_env.MjxEnv):
         contact = data._impl.contact
         return jp.any(contact.dist < contact.includemargin)
 
-    def reset(self, rng: jax.Array) -> mjx_env.State:
-        rng, key = jax.random.split(rng)
+    def _pose(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The torso's orientation (a normalised 4-d Gaussian) and horizontal position (the origin)."""
         orientation = jax.random.normal(key, (4,))
-        orientation = orientation / jp.linalg.norm(orientation)
+        return orientation / jp.linalg.norm(orientation), jp.zeros(2)
+
+    def _place_objects(self, key: jax.Array, data: mjx.Data) -> mjx.Data:
+        """What a task adds after the torso is placed (Fetch: the ball)."""
+        del key
+        return data
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        rng, key, k_objects = jax.random.split(rng, 3)
+        orientation, xy = self._pose(key)
         base = mjx_env.make_data(self.mj_model, impl=self.mjx_model.impl.value, naconmax=self._config.naconmax,
                                  njmax=self._config.njmax)
         r = self._root_qpos
 
         def at(z):
-            return base.qpos.at[r:r + 3].set(jp.zeros(3).at[2].set(z)).at[r + 3:r + 7].set(orientation)
+            return base.qpos.at[r:r + 3].set(jp.concatenate([xy, z[None]])).at[r + 3:r + 7].set(orientation)
 
         def placed(z):  # positions and contacts only: what the search tests
             return mjx.collision(self.mjx_model, mjx.kinematics(self.mjx_model, base.replace(qpos=at(z))))
@@ -114,7 +126,7 @@ class Quadruped(mjx_env.MjxEnv):
             return z + 0.01, placed(z + 0.01), n + 1
 
         z, _, _ = jax.lax.while_loop(touching, higher, (jp.float32(0.0), placed(jp.float32(0.0)), 0))
-        data = mjx.forward(self.mjx_model, base.replace(qpos=at(z)))
+        data = mjx.forward(self.mjx_model, self._place_objects(k_objects, base.replace(qpos=at(z))))
         info = {"rng": rng}
         zero = jp.zeros(())
         return mjx_env.State(data, self._get_obs(data, info), zero, zero, {}, info)
@@ -167,3 +179,72 @@ class Quadruped(mjx_env.MjxEnv):
     @property
     def mjx_model(self) -> mjx.Model:
         return self._mjx_model
+
+
+class QuadrupedFetch(Quadruped):
+    """dm_control's quadruped Fetch task: the model with its ball, walls and target; at reset the torso
+    turned by a random azimuth at a random horizontal position within 90% of the floor's half-width
+    (raised until nothing touches, as Move), the ball at a random horizontal position 2 m up with a
+    horizontal velocity from N(0, 5^2); the observation adds the ball's position, velocity and
+    angular velocity relative to the torso and the target's position, in the torso's frame (90);
+    the reward is upright x reach (linear from the arena's diagonal to the workspace touching the
+    ball, horizontally) x (0.5 + 0.5 x the ball's nearness to the target)."""
+
+    def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides: dict | None = None):
+        super().__init__(0.0, config, config_overrides)
+
+    def _model_xml(self) -> str:
+        from dm_control.suite import quadruped
+
+        xml = quadruped.make_model(walls_and_ball=True)
+        return xml.decode() if isinstance(xml, bytes) else xml
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        m = self._mj_model
+        ball = m.joint("ball_root").id
+        self._ball_qpos, self._ball_dof = int(m.jnt_qposadr[ball]), int(m.jnt_dofadr[ball])
+        self._root_dof = int(m.jnt_dofadr[m.joint("root").id])
+        self._ball = m.body("ball").id
+        self._target, self._workspace = m.site("target").id, m.site("workspace").id
+        floor = float(m.geom("floor").size[0])
+        self._spawn_radius = 0.9 * floor
+        self._arena_radius = floor * float(np.sqrt(2))
+        self._reach_bound = float(m.site("workspace").size[0] + m.geom("ball").size[0])
+        self._target_radius = float(m.site("target").size[0])
+
+    def _pose(self, key):
+        k_az, k_xy = jax.random.split(key)
+        azimuth = jax.random.uniform(k_az, (), minval=0.0, maxval=2 * jp.pi)
+        orientation = jp.stack([jp.cos(azimuth / 2), 0.0, 0.0, jp.sin(azimuth / 2)])
+        return orientation, jax.random.uniform(k_xy, (2,), minval=-self._spawn_radius, maxval=self._spawn_radius)
+
+    def _place_objects(self, key, data):
+        k_pos, k_vel = jax.random.split(key)
+        b, v = self._ball_qpos, self._ball_dof
+        xy = jax.random.uniform(k_pos, (2,), minval=-self._spawn_radius, maxval=self._spawn_radius)
+        qpos = data.qpos.at[b:b + 2].set(xy).at[b + 2].set(2.0)
+        qvel = data.qvel.at[v:v + 2].set(5 * jax.random.normal(k_vel, (2,)))
+        return data.replace(qpos=qpos, qvel=qvel)
+
+    def _get_obs(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
+        frame, torso = data.xmat[self._torso], data.xpos[self._torso]
+        b, r = self._ball_dof, self._root_dof
+        ball_state = jp.stack([data.xpos[self._ball] - torso,                  # ball_state: position,
+                               data.qvel[b:b + 3] - data.qvel[r:r + 3],        # velocity,
+                               data.qvel[b + 3:b + 6]]) @ frame                # angular velocity
+        target = (data.site_xpos[self._target] - torso) @ frame
+        return jp.concatenate([super()._get_obs(data, info), ball_state.reshape(-1), target])
+
+    def _get_reward(self, data: mjx.Data, action, info, metrics) -> jax.Array:
+        del action, info, metrics
+        upright = reward.tolerance(data.xmat[self._torso, 2, 2], bounds=(1.0, float("inf")), sigmoid="linear",
+                                   margin=2.0, value_at_margin=0)
+        ball = data.xpos[self._ball]
+        to_ball = jp.linalg.norm((data.site_xpos[self._workspace] - ball)[:2])
+        reach = reward.tolerance(to_ball, bounds=(0, self._reach_bound), sigmoid="linear",
+                                 margin=self._arena_radius, value_at_margin=0)
+        to_target = jp.linalg.norm((data.site_xpos[self._target] - ball)[:2])
+        fetch = reward.tolerance(to_target, bounds=(0, self._target_radius), sigmoid="linear",
+                                 margin=self._arena_radius, value_at_margin=0)
+        return upright * reach * (0.5 + 0.5 * fetch)

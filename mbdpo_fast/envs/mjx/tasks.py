@@ -1,6 +1,6 @@
 """MJX tasks under TD-MPC2 names: MuJoCo Playground's DM Control Suite, TD-MPC2's custom tasks
 built on Playground's task classes (models and rewards from envs/custom_tasks.py), and dm_control's
-quadruped walk/run (envs/mjx/quadruped.py, MJX's JAX implementation) and dog stand/walk/trot/run
+quadruped walk/run/fetch (envs/mjx/quadruped.py, MJX's JAX implementation) and dog stand/walk/trot/run/fetch
 (envs/mjx/dog.py, MuJoCo Warp) on dm_control's own models.
 
 Where Playground 0.2.0 departs from dm_control in what a task *observes*, the task here follows
@@ -24,8 +24,8 @@ from mujoco_playground._src.dm_control_suite import (ball_in_cup, cheetah, fish,
 
 from ... import task_registry
 from .. import custom_tasks as ct
-from .dog import DOG_SPEEDS, Dog
-from .quadruped import QUADRUPED_SPEEDS, Quadruped
+from .dog import DOG_SPEEDS, Dog, DogFetch
+from .quadruped import QUADRUPED_SPEEDS, Quadruped, QuadrupedFetch
 
 
 # Differences that the model options do not show (the option and size differences of every task
@@ -41,6 +41,14 @@ for _q in ("quadruped-walk", "quadruped-run"):
                          "state with the same actions, float32 MJX and float64 C MuJoCo stay within 0.096 in the "
                          "observation and 6.1e-4 in the reward over 100 agent steps (tests/test_mjx_quadruped.py); "
                          "the toe force/torque sensors, out of the constraint solver, differ most.")
+PHYSICS_NOTES["quadruped-fetch"] = (
+    "dm_control's own model and settings: starting upright with the toes exactly on the floor, float32 MJX "
+    "sees a resting contact where float64 C MuJoCo sees none, and the standing quadruped is chaotic under "
+    "random actions; rewards within 0.0069 over 100 agent steps (tests/test_mjx_quadruped.py).")
+for _d in ("dog-stand", "dog-walk", "dog-trot", "dog-run", "dog-fetch"):
+    PHYSICS_NOTES[_d] = ("dm_control's own model and settings (no Playground version) on MuJoCo Warp: the same "
+                         "trajectory until the first toe strike, rewards within 0.018 over 100 agent steps "
+                         "(tests/test_mjx_dog.py); see MuJoCo Warp against C MuJoCo below.")
 
 
 def _patch_playground_reacher() -> None:
@@ -322,8 +330,12 @@ def _build_task(name: str, impl: str, num_envs: int) -> mjx_env.MjxEnv:
     overrides = {"impl": impl}
     if name in QUADRUPED_SPEEDS:
         return Quadruped(QUADRUPED_SPEEDS[name], config_overrides=overrides)
+    if name == "quadruped-fetch":
+        return QuadrupedFetch(config_overrides=overrides)
     if name in DOG_SPEEDS:
         return Dog(DOG_SPEEDS[name], num_envs, config_overrides=overrides)
+    if name == "dog-fetch":
+        return DogFetch(num_envs, config_overrides=overrides)
     if name in ct.CUSTOM_TASKS:
         return _custom(name, overrides)
     if name in _WALKERS:
