@@ -85,8 +85,9 @@ def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 
     ph = dm.physics
     data = mjx_env.make_data(pg.mj_model, qpos=jp.asarray(ph.data.qpos), qvel=jp.asarray(ph.data.qvel),
                              act=jp.asarray(ph.data.act) if ph.model.na else None, **_data_options(pg))
-    data = mjx.forward(pg.mjx_model, data)
-    state = mjx_env.State(data, pg._get_obs(data, {}), jp.zeros(()), jp.zeros(()), {}, {"rng": jax.random.PRNGKey(0)})
+    data = jax.jit(mjx.forward)(pg.mjx_model, data)  # eagerly, op by op, it compiled for minutes on CPU
+    state = mjx_env.State(data, jax.jit(pg._get_obs)(data, {}), jp.zeros(()), jp.zeros(()), {},
+                          {"rng": jax.random.PRNGKey(0)})
     lo, hi = pg.mj_model.actuator_ctrlrange[:, 0], pg.mj_model.actuator_ctrlrange[:, 1]
     obs_err, rew_err = [], []
     for _ in range(steps):

@@ -132,13 +132,15 @@ class Quadruped(mjx_env.MjxEnv):
         return mjx_env.State(data, self._get_obs(data, info), zero, zero, {}, info)
 
     def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
-        data = mjx_env.step(self.mjx_model, state.data, action, self.n_substeps)
+        m = self.mjx_model
+        data = mjx_env.step(m, state.data, action, self.n_substeps)
         # What dm_control's (legacy) step leaves to observe: positions, velocities and their sensors
         # at the new state (its closing mj_step1), the acceleration-stage sensors (accelerometer,
         # toe forces and torques) from the last physics step's own forward pass, which MJX's step
-        # computed before integrating. One forward pass at the new state, those sensors kept.
+        # computed before integrating. So the position and velocity stages only (no collision or
+        # constraint solve, which mj_step1 does not observe either), those sensors kept.
         acc = data.sensordata[self._acc_sensors]
-        data = mjx.forward(self.mjx_model, data)
+        data = mjx.sensor_vel(m, mjx.com_vel(m, mjx.sensor_pos(m, mjx.com_pos(m, mjx.kinematics(m, data)))))
         data = data.replace(sensordata=data.sensordata.at[self._acc_sensors].set(acc))
         obs = self._get_obs(data, state.info)
         rew = self._get_reward(data, action, state.info, state.metrics)

@@ -38,8 +38,8 @@ PHYSICS_NOTES = {
 }
 for _q in ("quadruped-walk", "quadruped-run"):
     PHYSICS_NOTES[_q] = ("dm_control's own model and settings (no Playground version): from dm_control's initial "
-                         "state with the same actions, float32 MJX and float64 C MuJoCo stay within 0.096 in the "
-                         "observation and 6.1e-4 in the reward over 100 agent steps (tests/test_mjx_quadruped.py); "
+                         "state with the same actions, float32 MJX and float64 C MuJoCo stay within 0.070 in the "
+                         "observation and 3.2e-4 in the reward over 100 agent steps (tests/test_mjx_quadruped.py); "
                          "the toe force/torque sensors, out of the constraint solver, differ most.")
 PHYSICS_NOTES["quadruped-fetch"] = (
     "dm_control's own model and settings: starting upright with the toes exactly on the floor, float32 MJX "
