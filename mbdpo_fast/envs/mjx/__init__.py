@@ -12,6 +12,12 @@ if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # JAX reports every platform it probes (no TPU here) at INFO, which Hydra's logging would print.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+try:  # MuJoCo Warp (impl=warp): Warp logs a banner and a line per kernel module it loads on stdout
+    import warp
+
+    warp.config.log_level = warp.LOG_WARNING  # its warnings and errors still show
+except ImportError:
+    pass
 
 
 def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2, episode_length: int = 500,
@@ -40,11 +46,9 @@ def make_mjx_env(task: str, num_envs: int, seed: int = 0, action_repeat: int = 2
     impl = task_registry.mjx_impl(task, impl, pixels)
     if impl == "warp":
         try:
-            import warp
+            import warp  # noqa: F401
         except ImportError:
             raise ConfigError("impl=warp needs warp-lang installed (pip install warp-lang)") from None
-        # Warp announces itself and every kernel module it loads (hundreds of lines for the dog)
-        warp.config.quiet = True
     if pixels:
         from .pixels import warp_available
 

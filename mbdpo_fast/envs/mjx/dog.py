@@ -110,6 +110,9 @@ class Dog(mjx_env.MjxEnv):
         mujoco.mj_forward(m, d)
         self._stand_height = tuple(float(h) * _STAND_HEIGHT_FRACTION for h in d.xpos[[self._torso, self._pelvis], 2])
         self._body_weight = float(-m.opt.gravity[2] * m.body_subtreemass[self._torso])
+        if not ((m.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_FIXED)).all()
+                and (m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_NONE)).all()):
+            raise ValueError("the dog's reset forward pass without actuation assumes fixed-gain, bias-free actuators")
         self._ctrl_lo = jp.asarray(m.actuator_ctrlrange[:, 0], dtype=jp.float32)
         self._ctrl_hi = jp.asarray(m.actuator_ctrlrange[:, 1], dtype=jp.float32)
 
