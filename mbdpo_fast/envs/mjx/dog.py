@@ -38,6 +38,8 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env, reward
 
+from .dmc_model import DmControlModelEnv
+
 # TD-MPC2 name -> desired forward speed (m/s; dm_control's _WALK_SPEED, _TROT_SPEED, _RUN_SPEED);
 # None: the Stand task (dog-fetch: DogFetch)
 DOG_SPEEDS = {"dog-stand": None, "dog-walk": 1.0, "dog-trot": 3.0, "dog-run": 9.0}
@@ -64,22 +66,16 @@ def dog_model(speed: float | None) -> tuple[str, dict]:
     return (xml.decode() if isinstance(xml, bytes) else xml), assets
 
 
-class Dog(mjx_env.MjxEnv):
+class Dog(DmControlModelEnv):
     """dm_control's dog Stand (speed None) or Move task as a Playground MjxEnv.
 
     num_envs sizes MuJoCo Warp's contact buffer (shared by all worlds: CONTACTS_PER_WORLD each)."""
 
     def __init__(self, speed: float | None, num_envs: int = 1, config: config_dict.ConfigDict | None = None,
                  config_overrides: dict | None = None):
-        super().__init__(config or default_config(), config_overrides)
         self._speed = None if speed is None else float(speed)
         self._num_envs = max(1, int(num_envs))
-        xml, self._model_assets = self._model_xml()
-        self._xml = xml
-        self._mj_model = mujoco.MjModel.from_xml_string(xml, self._model_assets)
-        self._mj_model.opt.timestep = self.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
-        self._post_init()
+        super().__init__(config or default_config(), config_overrides)
 
     def _model_xml(self) -> tuple[str, dict]:
         return dog_model(self._speed)
@@ -100,9 +96,6 @@ class Dog(mjx_env.MjxEnv):
         self._inertial = data_of("accelerometer", "velocimeter", "gyro")
         self._touch = data_of("palm_L", "palm_R", "sole_L", "sole_R")
         self._foot_forces = data_of("foot_L", "foot_R", "hand_L", "hand_R")
-        self._acc_sensors = jp.asarray(np.concatenate(
-            [np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i]) for i in range(m.nsensor)
-             if m.sensor_needstage[i] == mujoco.mjtStage.mjSTAGE_ACC]))
         root = m.joint("root").id
         self._root_qpos, self._root_dof = int(m.jnt_qposadr[root]), int(m.jnt_dofadr[root])
         # dm_control measures these at the default pose after its reset: constants of the model
@@ -206,22 +199,9 @@ class Dog(mjx_env.MjxEnv):
             r = r * (4 * forward + 1) / 5
         return r
 
-    # ------------------------------------------------------------------------------------------
     @property
     def xml_path(self) -> str:
         return "dm_control/suite/dog.xml"
-
-    @property
-    def action_size(self) -> int:
-        return self.mjx_model.nu
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
 
 
 class DogFetch(Dog):

@@ -29,6 +29,8 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env, reward
 
+from .dmc_model import DmControlModelEnv
+
 # TD-MPC2 name -> desired forward speed (dm_control's _WALK_SPEED, _RUN_SPEED)
 QUADRUPED_SPEEDS = {"quadruped-walk": 0.5, "quadruped-run": 5.0}
 _TIME_LIMIT = 20  # dm_control's default episode (s); the floor is time limit x speed wide
@@ -47,24 +49,18 @@ def quadruped_xml(speed: float) -> str:
     return xml.decode() if isinstance(xml, bytes) else xml
 
 
-class Quadruped(mjx_env.MjxEnv):
+class Quadruped(DmControlModelEnv):
     """dm_control's quadruped Move task (walk at 0.5 m/s, run at 5 m/s) as a Playground MjxEnv."""
 
     def __init__(self, speed: float, config: config_dict.ConfigDict | None = None,
                  config_overrides: dict | None = None):
+        self._speed = float(speed)
+        super().__init__(config or default_config(), config_overrides)
+
+    def _model_xml(self) -> tuple[str, dict]:
         from dm_control.suite import common
 
-        super().__init__(config or default_config(), config_overrides)
-        self._speed = float(speed)
-        self._xml = self._model_xml()
-        self._model_assets = dict(common.ASSETS)
-        self._mj_model = mujoco.MjModel.from_xml_string(self._xml, self._model_assets)
-        self._mj_model.opt.timestep = self.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
-        self._post_init()
-
-    def _model_xml(self) -> str:
-        return quadruped_xml(self._speed)
+        return quadruped_xml(self._speed), dict(common.ASSETS)
 
     def _post_init(self) -> None:
         m = self._mj_model
@@ -83,7 +79,6 @@ class Quadruped(mjx_env.MjxEnv):
         self._imu = of_type(S.mjSENS_GYRO, S.mjSENS_ACCELEROMETER)
         self._force_torque = of_type(S.mjSENS_FORCE, S.mjSENS_TORQUE)
         self._velocimeter = of_type(S.mjSENS_VELOCIMETER)
-        self._acc_sensors = data_of([i for i in range(m.nsensor) if m.sensor_needstage[i] == mujoco.mjtStage.mjSTAGE_ACC])
         root = m.joint("root").id
         self._root_qpos = int(m.jnt_qposadr[root])
 
@@ -165,22 +160,9 @@ class Quadruped(mjx_env.MjxEnv):
                                 margin=self._speed, value_at_margin=0.5, sigmoid="linear")
         return upright * move
 
-    # ------------------------------------------------------------------------------------------
     @property
     def xml_path(self) -> str:
         return "dm_control/suite/quadruped.xml"
-
-    @property
-    def action_size(self) -> int:
-        return self.mjx_model.nu
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
 
 
 class QuadrupedFetch(Quadruped):
@@ -195,11 +177,11 @@ class QuadrupedFetch(Quadruped):
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides: dict | None = None):
         super().__init__(0.0, config, config_overrides)
 
-    def _model_xml(self) -> str:
-        from dm_control.suite import quadruped
+    def _model_xml(self) -> tuple[str, dict]:
+        from dm_control.suite import common, quadruped
 
         xml = quadruped.make_model(walls_and_ball=True)
-        return xml.decode() if isinstance(xml, bytes) else xml
+        return (xml.decode() if isinstance(xml, bytes) else xml), dict(common.ASSETS)
 
     def _post_init(self) -> None:
         super()._post_init()
