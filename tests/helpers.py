@@ -19,6 +19,12 @@ TINY = ["device=cpu", "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16
         "buffer_size=5000", "episode_length=50", "seed_steps=60", "eval_episodes=1", "progress_bar=false"]
 
 
+def tiny_with(*overrides: str) -> list[str]:
+    """TINY with these key=value items replacing its own or added to it."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [a for a in TINY if a.split("=", 1)[0] not in keys] + list(overrides)
+
+
 def compose_cfg(overrides: list[str], work_dir: str | os.PathLike):
     return compose_config(overrides, work_dir)
 

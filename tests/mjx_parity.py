@@ -67,18 +67,12 @@ def parity_errors(task: str, seed: int = 0, states: int = 4) -> tuple[float, flo
     return err_obs, err_rew
 
 
-def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 2, options: dict | None = None) -> dict:
+def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 2) -> dict:
     """dm_control and the MJX task from the same initial state (dm_control's seeded reset copied into
     MJX), driven by the same random actions for `steps` agent steps of `repeat` control steps each
-    (rewards summed, as the training environments do). options: MjOption fields set in both models
-    first (e.g. {"cone": 1}). Returns per agent step the max |obs difference| and |reward
-    difference| (lists), and the first step where the obs differs by > 1e-3."""
+    (rewards summed, as the training environments do). Returns per agent step the max |obs
+    difference| and |reward difference| (lists), and the first step where the obs differs by > 1e-3."""
     dm, pg = DMControlEnv(task, seed), build_task(task)
-    if options:
-        for k, v in options.items():
-            setattr(dm.physics.model.opt, k, v)
-            setattr(pg.mj_model.opt, k, v)
-        pg._mjx_model = mjx.put_model(pg.mj_model, impl=pg.mjx_model.impl.value)
     step = jax.jit(pg.step)
     rng = np.random.default_rng(seed)
     dm.reset()
@@ -102,3 +96,19 @@ def trajectory_errors(task: str, steps: int = 100, seed: int = 0, repeat: int = 
         rew_err.append(abs(r_pg - r_dm))
     first = next((i + 1 for i, e in enumerate(obs_err) if e > 1e-3), None)
     return {"obs": obs_err, "reward": rew_err, "first_obs_above_1e-3": first}
+
+
+def assert_batched_env_contract(env, steps: int, obs_dim: int, action_dim: int) -> None:
+    """An MJXVecEnv of E envs with `steps`-step episodes: shapes, finite observations, rewards in
+    [0, 2] (two summed control-step rewards in [0, 1]), every episode truncated together at its
+    last step, and reset and step each traced once."""
+    import torch
+
+    E = env.num_envs
+    obs = env.reset(seed=0)
+    assert obs.shape == (E, obs_dim) and env.action_dim == action_dim
+    for _ in range(steps):
+        obs, r, term, trunc, info = env.step(torch.rand(E, action_dim) * 2 - 1)
+        assert torch.isfinite(obs).all() and ((r >= 0) & (r <= 2)).all()
+    assert bool(info["done"].all()) and bool(trunc.all()) and not term.any()
+    assert env.compiled_counts() == {"reset": 1, "step": 1}

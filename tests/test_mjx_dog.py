@@ -10,12 +10,11 @@ pytest.importorskip("warp")
 
 import jax  # noqa: E402
 import jax.numpy as jp  # noqa: E402
-import torch  # noqa: E402
 from mujoco import mjx  # noqa: E402
 
 from mbdpo_fast.envs.mjx.tasks import build_task  # noqa: E402
 
-from mjx_parity import trajectory_errors  # noqa: E402
+from mjx_parity import assert_batched_env_contract, trajectory_errors  # noqa: E402
 
 # From dm_control's initial state with the same random actions (docs/mjx_physics.md, measured with
 # seed 0): over the first 10 agent steps the observations agree within 1.2e-3 (accelerometer and
@@ -111,22 +110,14 @@ def test_batched_env_contract_and_fast_mode_training_run(tmp_path):
     from mbdpo_fast.envs.mjx import make_mjx_env
     from mbdpo_fast.train import run
 
-    from helpers import compose_cfg
+    from helpers import compose_cfg, tiny_with
 
     env = make_mjx_env("dog-run", 2, seed=0, episode_length=3)
     assert env.env.mjx_model.impl.value == "warp"
-    obs = env.reset(seed=0)
-    assert obs.shape == (2, 223) and env.action_dim == 38
-    for t in range(3):
-        obs, r, term, trunc, info = env.step(torch.rand(2, 38) * 2 - 1)
-        assert torch.isfinite(obs).all() and ((r >= 0) & (r <= 2)).all()
-    assert bool(info["done"].all()) and bool(trunc.all()) and not term.any()
-    assert env.compiled_counts() == {"reset": 1, "step": 1}
+    assert_batched_env_contract(env, steps=3, obs_dim=223, action_dim=38)
 
-    args = ["task=dog-run", "env_backend=mjx", "num_envs=2", "device=cpu", "model_size=1", "enc_dim=32",
-            "mlp_dim=32", "latent_dim=16", "num_q=2", "num_samples=32", "num_elites=4", "num_pi_trajs=4",
-            "diffusion_steps=4", "batch_size=16", "buffer_size=5000", "episode_length=10", "seed_steps=20",
-            "updates_per_step=1", "eval_episodes=1", "eval_freq=40", "steps=40", "log_every=5", "progress_bar=false"]
+    args = tiny_with("task=dog-run", "env_backend=mjx", "num_envs=2", "episode_length=10", "seed_steps=20",
+                     "updates_per_step=1", "eval_episodes=1", "eval_freq=40", "steps=40", "log_every=5")
     summary = run(compose_cfg(args, tmp_path))
     assert summary["step"] == 40
     import csv

@@ -7,11 +7,10 @@ import pytest
 pytest.importorskip("mujoco_playground")
 
 import jax  # noqa: E402
-import torch  # noqa: E402
 
 from mbdpo_fast.envs.mjx.tasks import build_task  # noqa: E402
 
-from mjx_parity import trajectory_errors  # noqa: E402
+from mjx_parity import assert_batched_env_contract, trajectory_errors  # noqa: E402
 
 # Over 100 agent steps (200 control steps, 800 physics steps) from dm_control's own initial state with
 # the same actions: measured max |obs difference| 0.070 (the first above 1e-3 at agent step 8; the
@@ -61,21 +60,13 @@ def test_batched_env_contract_and_fast_mode_training_run(tmp_path):
     from mbdpo_fast.envs.mjx import make_mjx_env
     from mbdpo_fast.train import run
 
-    from helpers import compose_cfg
+    from helpers import compose_cfg, tiny_with
 
     env = make_mjx_env("quadruped-walk", 2, seed=0, episode_length=5)
-    obs = env.reset(seed=0)
-    assert obs.shape == (2, 78) and env.action_dim == 12
-    for t in range(5):
-        obs, r, term, trunc, info = env.step(torch.rand(2, 12) * 2 - 1)
-        assert torch.isfinite(obs).all() and ((r >= 0) & (r <= 2)).all()
-    assert bool(info["done"].all()) and bool(trunc.all()) and not term.any()
-    assert env.compiled_counts() == {"reset": 1, "step": 1}
+    assert_batched_env_contract(env, steps=5, obs_dim=78, action_dim=12)
 
-    args = ["task=quadruped-walk", "env_backend=mjx", "num_envs=2", "device=cpu", "model_size=1", "enc_dim=32",
-            "mlp_dim=32", "latent_dim=16", "num_q=2", "num_samples=32", "num_elites=4", "num_pi_trajs=4",
-            "diffusion_steps=4", "batch_size=16", "buffer_size=5000", "episode_length=20", "seed_steps=40",
-            "updates_per_step=1", "eval_episodes=2", "eval_freq=80", "steps=80", "log_every=5", "progress_bar=false"]
+    args = tiny_with("task=quadruped-walk", "env_backend=mjx", "num_envs=2", "episode_length=20", "seed_steps=40",
+                     "updates_per_step=1", "eval_episodes=2", "eval_freq=80", "steps=80", "log_every=5")
     summary = run(compose_cfg(args, tmp_path))
     assert summary["step"] == 80
     import csv

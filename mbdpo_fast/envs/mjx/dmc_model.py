@@ -3,6 +3,8 @@ model compiled from dm_control's XML and assets, put on MJX's chosen implementat
 sensors whose readings dm_control's (legacy) step leaves from the last physics step."""
 from __future__ import annotations
 
+import abc
+
 import mujoco
 import numpy as np
 from ml_collections import config_dict
@@ -31,11 +33,13 @@ class DmControlModelEnv(mjx_env.MjxEnv):
         self._acc_sensors = acceleration_sensors(self._mj_model)
         self._post_init()
 
+    @abc.abstractmethod
     def _model_xml(self) -> tuple[str, dict]:
-        raise NotImplementedError
+        """dm_control's XML of the task's model and its assets."""
 
+    @abc.abstractmethod
     def _post_init(self) -> None:
-        raise NotImplementedError
+        """Id and index lookups on self._mj_model."""
 
     @property
     def action_size(self) -> int:
